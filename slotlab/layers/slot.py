@@ -1,0 +1,222 @@
+"""Slot Machines (Aladago & Torresani, ICML 2021, arXiv 2101.06475): K fixed random values per connection.
+
+Each connection (i, j) holds K frozen random values ``W[k, i, j]`` and K learned scores ``S[k, i, j]``. The
+forward pass uses one value per connection (paper Eq. 1, 2):
+
+    greedy (GS):        k* = argmax_k S[k, i, j]
+    probabilistic (PS): k* ~ Categorical(softmax_k S[:, i, j]), drawn anew every forward pass
+    W_eff[i, j] = W[k*, i, j]
+
+and the scores learn through the straight-through estimator (paper Eq. 3), for every k, not only the chosen one:
+
+    dL/dS[k, i, j] = dL/dW_eff[i, j] * W[k, i, j]
+
+Layout: values and scores are stored slot-major, shape (K, *weight_shape), so each slot is one contiguous plane.
+That makes the argmax a vectorised reduction over planes and lets sampling stream over the K planes with
+one-connection-sized temporaries: no K-sized one-hot (the released code builds ``eye(K)[idx]`` every forward).
+
+Initialisation (REFERENCE §1.2), with fan_in/fan_out of one weight (K ignored):
+    "paper": W ~ U(-s, s), s = sqrt(2 / (fan_in + fan_out)); S ~ U(0, lambda * s), lambda = 1 (conv), 0.1 (linear)
+    "code":  W ~ U(-s, s), s = sqrt(6 / (fan_in + fan_out)); S ~ U(0, s)   (the released code)
+The default is "paper".
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from slotlab.layers.factory import LayerFactory, fans
+
+SLOT_INITS = ("paper", "code")
+SELECTIONS = ("greedy", "sampled")
+
+
+class _StraightThroughSelect(torch.autograd.Function):
+    """Forward: W_eff = W[k*] with k* from ``index`` (sampled) or the greedy rule (``index`` None).
+
+    Backward: the gradient passes straight through to every slot's score, dS[k] = dW_eff * W[k]. With
+    ``layer.grad_in_place`` (the default) the K-sized score gradient is written into a buffer the layer keeps
+    between steps instead of a fresh allocation: a fresh K-sized tensor every step costs the CPU more in page
+    faults than the multiplication itself. Set it to False to get the gradient through autograd as usual
+    (``torch.autograd.grad``, DistributedDataParallel hooks).
+    """
+
+    @staticmethod
+    def forward(ctx, scores, values, index, layer):
+        # scores, values: (K, *shape); index: (*shape) int64 or None
+        ctx.save_for_backward(values)
+        ctx.layer = layer
+        if index is None:
+            return greedy_weight(scores, values)
+        return values.gather(0, index.unsqueeze(0)).squeeze(0)
+
+    @staticmethod
+    def backward(ctx, grad_weight: torch.Tensor):
+        (values,) = ctx.saved_tensors
+        # contiguous: the weight gradient of F.linear arrives transposed, and a strided broadcast is ~5x slower
+        grad = grad_weight.contiguous().unsqueeze(0)
+        layer = ctx.layer
+        if not layer.grad_in_place:
+            return values * grad, None, None, None
+        scores = layer.scores
+        if scores.grad is None:
+            buffer = layer._grad_buffer
+            if buffer is None or buffer.shape != values.shape or buffer.device != values.device:
+                buffer = layer._grad_buffer = torch.empty_like(values)
+            scores.grad = torch.mul(values, grad, out=buffer)
+        else:  # accumulate, as autograd would
+            scores.grad.addcmul_(values, grad)
+        return None, None, None, None
+
+
+def greedy_index(scores: torch.Tensor) -> torch.Tensor:
+    """argmax over the slot axis of ``scores`` (K, *shape) -> (*shape) int64; ties go to the lowest slot."""
+    return scores.max(dim=0).indices  # max(0) is ~10x faster than argmax(0) on the CPU and has the same rule
+
+
+@torch.no_grad()
+def greedy_weight(scores: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """values[argmax_k scores] without an index tensor: the hot path of greedy training.
+
+    Streams over the K planes with 0/1 float masks, which the CPU vectorises far better than an arg-reduction or
+    a boolean select; the sum is exact because exactly one term per connection is non-zero.
+    """
+    peak = scores.amax(dim=0)
+    weight = torch.zeros_like(peak)
+    taken = torch.zeros_like(peak)
+    hit = torch.empty_like(peak)
+    for slot in range(scores.shape[0]):
+        torch.ge(scores[slot], peak, out=hit)  # 1.0 where this slot holds the maximum
+        hit.sub_(taken).clamp_min_(0)  # ...unless a lower slot already did (ties go to the lowest)
+        taken.add_(hit)
+        weight.addcmul_(values[slot], hit)
+    return weight
+
+
+def sample_index(scores: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One draw per connection from softmax over the slot axis of ``scores`` (K, *shape) -> (*shape) int64.
+
+    Inverse-CDF sampling streamed over the K planes: every temporary is one connection-sized plane, so memory
+    stays at (K + a few) floats per connection whatever K is.
+    """
+    k = scores.shape[0]
+    peak = scores.amax(dim=0)  # subtracting the max keeps exp() finite for the huge PS learning rates
+    total = torch.zeros_like(peak)
+    for slot in range(k):
+        total += (scores[slot] - peak).exp_()
+    threshold = torch.rand(peak.shape, generator=generator, device=scores.device, dtype=scores.dtype) * total
+    index = torch.zeros(peak.shape, dtype=torch.long, device=scores.device)
+    cumulative = torch.zeros_like(peak)
+    for slot in range(k - 1):  # index = number of slots whose cumulative mass is still <= threshold
+        cumulative += (scores[slot] - peak).exp_()
+        index += cumulative <= threshold
+    return index
+
+
+class SlotLayer(nn.Module):
+    """Shared state and rule of ``SlotLinear`` and ``SlotConv2d``."""
+
+    values: torch.Tensor  # (K, *weight_shape), frozen
+    scores: nn.Parameter  # (K, *weight_shape), learned
+
+    def _setup(self, weight_shape: tuple[int, ...], k: int, selection: str, init: str, is_conv: bool) -> None:
+        self.k = k
+        self.selection = selection
+        self.eval_selection = "greedy"
+        self.init = init
+        self.is_conv = is_conv
+        self.weight_shape = weight_shape
+        self.register_buffer("values", torch.empty((k, *weight_shape)))
+        self.scores = nn.Parameter(torch.empty((k, *weight_shape)))
+        self.generator: torch.Generator | None = None  # for sampled selection; set by the trainer
+        self.grad_in_place = True
+        self._grad_buffer: torch.Tensor | None = None
+
+    def _bound(self) -> float:
+        fan_in, fan_out = fans(self.weight_shape)
+        return math.sqrt((2.0 if self.init == "paper" else 6.0) / (fan_in + fan_out))
+
+    def init_values(self, generator: torch.Generator) -> None:
+        bound = self._bound()
+        drawn = torch.rand(self.values.shape, generator=generator) * (2 * bound) - bound
+        self.values.copy_(drawn)
+
+    def init_scores(self, generator: torch.Generator) -> None:
+        scale = 0.1 if (self.init == "paper" and not self.is_conv) else 1.0
+        drawn = torch.rand(self.scores.shape, generator=generator) * (scale * self._bound())
+        with torch.no_grad():
+            self.scores.copy_(drawn)
+
+    def selected_index(self) -> torch.Tensor:
+        """The slot each connection uses in the current mode (training: ``selection``; eval: ``eval_selection``)."""
+        if self._rule() == "sampled":
+            return sample_index(self.scores.detach(), self.generator)
+        return greedy_index(self.scores.detach())
+
+    def _rule(self) -> str:
+        return self.selection if self.training else self.eval_selection
+
+    def effective_weight(self) -> torch.Tensor:
+        """The weight the forward pass uses, (*weight_shape); differentiable with respect to the scores."""
+        index = sample_index(self.scores.detach(), self.generator) if self._rule() == "sampled" else None
+        return _StraightThroughSelect.apply(self.scores, self.values, index, self)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight_shape}, k={self.k}, selection={self.selection}, init={self.init}"
+
+
+class SlotLinear(SlotLayer):
+    """A linear layer with K random values per connection and no bias."""
+
+    def __init__(self, in_features: int, out_features: int, k: int, selection: str = "greedy", init: str = "paper"):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self._setup((out_features, in_features), k, selection, init, is_conv=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.effective_weight())
+
+
+class SlotConv2d(SlotLayer):
+    """A 2-D convolution with K random values per connection and no bias."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        k: int,
+        stride: int = 1,
+        padding: int = 0,
+        selection: str = "greedy",
+        init: str = "paper",
+    ):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.stride, self.padding = stride, padding
+        self._setup((out_channels, in_channels, kernel_size, kernel_size), k, selection, init, is_conv=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.effective_weight(), stride=self.stride, padding=self.padding)
+
+
+class SlotFactory(LayerFactory):
+    """Slot Machines: every linear and conv layer holds K random values per connection."""
+
+    name = "slots"
+
+    def __init__(self, k: int, selection: str = "greedy", init: str = "paper", bn_affine: bool = False) -> None:
+        super().__init__(bn_affine=bn_affine)
+        self.k, self.selection, self.init = k, selection, init
+
+    def linear(self, in_features: int, out_features: int) -> nn.Module:
+        return SlotLinear(in_features, out_features, self.k, self.selection, self.init)
+
+    def conv2d(
+        self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0
+    ) -> nn.Module:
+        return SlotConv2d(in_channels, out_channels, kernel_size, self.k, stride, padding, self.selection, self.init)

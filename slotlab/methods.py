@@ -1,0 +1,112 @@
+"""The method registry: what each method builds, what it trains, and where weight decay goes.
+
+A method is a layer rule (a ``LayerFactory``) plus the choice of trainable parameters; periodic work (recycling,
+LaPerm syncs, snapshots) comes in as trainer callbacks, never as a fork of the training loop.
+
+| method   | what is learned                                           | paper                                   |
+|----------|-----------------------------------------------------------|-----------------------------------------|
+| slots    | which of K fixed random values each connection uses       | Aladago & Torresani 2021 (Slot Machines)|
+| dense    | the weights themselves (the usual baseline)               |                                         |
+| learned  | the weights, starting from a uniformly random choice among the K slot values (the paper's baseline) |
+| finetune | the weights, starting from a slot run's found network     | Slot Machines §4.4                      |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from slotlab.errors import SlotlabError
+from slotlab.init import initialize, random_weight_layers, stream_seed
+from slotlab.layers import DenseFactory, LayerFactory, SlotFactory, SlotLayer
+from slotlab.layers.dense import DENSE_INITS
+from slotlab.layers.slot import SLOT_INITS
+from slotlab.models import Network, build_model
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    description: str
+    factory: Callable  # (config) -> LayerFactory
+    inits: tuple[str, ...]
+    build: Callable | None = None  # (config, input_shape, num_classes) -> Network; None: build and initialise
+
+    def validate(self, config) -> None:
+        if config.init != "default" and config.init not in self.inits:
+            raise SlotlabError(
+                f"init {config.init!r} is not one of method {self.name}'s: {', '.join(('default',) + self.inits)}"
+            )
+        if self.name == "finetune" and not config.source:
+            raise SlotlabError("method finetune needs --source: the run folder or hash of a slots run to finetune")
+
+    def init_name(self, config) -> str:
+        return self.inits[0] if config.init == "default" else config.init
+
+
+def _slot_factory(config) -> LayerFactory:
+    return SlotFactory(config.k, config.selection, METHODS["slots"].init_name(config))
+
+
+def _dense_factory(config) -> LayerFactory:
+    return DenseFactory(METHODS["dense"].init_name(config))
+
+
+def _build_learned(config, input_shape, num_classes) -> Network:
+    """Dense weights, each drawn uniformly from the same K values a slot machine with this weight seed holds."""
+    slots = build_model(config.model, SlotFactory(config.k, init=METHODS["slots"].init_name(config)), input_shape,
+                        num_classes)
+    initialize(slots, config.weight_seed, config.score_seed)
+    choice = torch.Generator().manual_seed(stream_seed("learned-choice", config.score_seed))
+    with torch.no_grad():
+        for _, layer in random_weight_layers(slots):
+            index = torch.randint(0, layer.k, layer.weight_shape, generator=choice)
+            layer.scores.zero_().scatter_(0, index.unsqueeze(0), 1.0)  # greedy selection now picks ``index``
+    from slotlab.export import to_plain
+
+    return to_plain(slots)
+
+
+def _build_finetune(config, input_shape, num_classes) -> Network:
+    from slotlab.export import to_plain
+    from slotlab.runs import open_run
+
+    source = open_run(config.source)
+    if (source.config.model, source.config.dataset) != (config.model, config.dataset):
+        raise SlotlabError(
+            f"source run {source.path.name} is {source.config.model} on {source.config.dataset}; "
+            f"finetune it with --model {source.config.model} --dataset {source.config.dataset}"
+        )
+    return to_plain(source.model("best"))
+
+
+METHODS: dict[str, Method] = {
+    "slots": Method("slots", "Slot Machines: pick one of K random values per connection", _slot_factory,
+                    SLOT_INITS),
+    "dense": Method("dense", "ordinary trained weights (the baseline)", _dense_factory, DENSE_INITS),
+    "learned": Method("learned", "trained weights started from a random choice among K slot values",
+                      _dense_factory, SLOT_INITS, _build_learned),
+    "finetune": Method("finetune", "trained weights started from a slots run's found network (--source)",
+                       _dense_factory, DENSE_INITS, _build_finetune),
+}
+
+
+def build(config, input_shape: tuple[int, int, int], num_classes: int) -> Network:
+    """The initial network of ``config``: architecture, layer rule and seeded values."""
+    method = METHODS[config.method]
+    if method.build is not None:
+        return method.build(config, input_shape, num_classes)
+    model = build_model(config.model, method.factory(config), input_shape, num_classes)
+    return initialize(model, config.weight_seed, config.score_seed)
+
+
+def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """What the optimiser updates (and weight decay applies to): for slots the scores, for dense the weights."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def slot_layers(model: nn.Module) -> list[tuple[str, SlotLayer]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, SlotLayer)]

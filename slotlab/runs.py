@@ -1,0 +1,163 @@
+"""Run folders and the result cache: ``load_or_run(config)`` trains once and then returns the stored result.
+
+A run's folder is ``<runs root>/<method>-<model>-<dataset>-<hash>/`` and holds
+
+    config.json    the full config, its hash and the slotlab version        (written first)
+    init.pt        the initial state (random values and scores) of the network
+    last.pt        trainer state after the last completed epoch           (atomic, every epoch)
+    best.pt        the model of the best epoch so far                     (atomic)
+    history.csv    epoch, split, loss, accuracy, lr, seconds
+    result.json    final metrics                                           (written last: the run is done)
+
+An interrupted run resumes from ``last.pt`` and ends exactly as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from slotlab import __version__
+from slotlab.checkpoint import atomic_save, atomic_write_json, atomic_write_text, safe_load
+from slotlab.config import RunConfig
+from slotlab.data import dataset_info, make_splits
+from slotlab.device import pick_device
+from slotlab.errors import SlotlabError
+from slotlab.methods import build
+from slotlab.train import Callback, Trainer
+
+
+def runs_root(root: str | Path | None = None) -> Path:
+    """``root`` if given, else ``$SLOTLAB_RUNS``, else ``runs/`` in the working directory."""
+    return Path(root or os.environ.get("SLOTLAB_RUNS") or "runs")
+
+
+def run_dir(config: RunConfig, root: str | Path | None = None) -> Path:
+    return runs_root(root) / config.name
+
+
+@dataclass
+class RunResult:
+    """A finished (or stored) run: its config, folder, metrics and history; models load on demand."""
+
+    config: RunConfig
+    path: Path
+    metrics: dict[str, Any]
+    history: pd.DataFrame
+
+    def model(self, which: str = "best", device: str | torch.device = "cpu") -> nn.Module:
+        """The network of checkpoint ``which`` (best, last or init), rebuilt from the config and loaded."""
+        if which not in ("best", "last", "init"):
+            raise SlotlabError(f"checkpoint must be best, last or init, got {which!r}")
+        state = _load_checked(self.path / f"{which}.pt", self.config, device)
+        info = dataset_info(self.config.dataset)
+        model = build(self.config, info.input_shape, info.num_classes)
+        model.load_state_dict(state["model"])
+        return model.to(device).eval()
+
+    @property
+    def test_accuracy(self) -> float:
+        return self.metrics["test_accuracy"]
+
+    def summary(self) -> pd.DataFrame:
+        """The final table: best validation and test accuracy, with the protocol that chose them."""
+        m = self.metrics
+        rows = [
+            {"split": "val", "accuracy": m["val_accuracy"], "epoch": m["best_epoch"]},
+            {"split": "test", "accuracy": m["test_accuracy"], "epoch": m["best_epoch"]},
+        ]
+        frame = pd.DataFrame(rows).set_index("split")
+        frame.attrs["note"] = m.get("note", "")
+        return frame
+
+
+def _load_checked(path: Path, config: RunConfig, device: str | torch.device = "cpu") -> dict[str, Any]:
+    state = safe_load(path, map_location=device)
+    if not isinstance(state, dict) or "config_hash" not in state:
+        raise SlotlabError(f"{path} is not a slotlab checkpoint; delete it or point at a run folder")
+    if state["config_hash"] != config.hash:
+        raise SlotlabError(
+            f"{path} was written by config {state['config_hash']}, not {config.hash}; "
+            f"use the matching config or a fresh run folder"
+        )
+    return state
+
+
+def open_run(path_or_hash: str | Path, root: str | Path | None = None) -> RunResult:
+    """A stored run, by folder path or by hash (searched in the runs root)."""
+    path = Path(path_or_hash)
+    if not path.exists():
+        matches = sorted(runs_root(root).glob(f"*-{path_or_hash}*")) if str(path_or_hash) else []
+        if len(matches) != 1:
+            raise SlotlabError(
+                f"no run folder {path_or_hash!r} (and {len(matches)} runs under {runs_root(root)} match it "
+                f"as a hash); pass a folder made by `python -m slotlab train`"
+            )
+        path = matches[0]
+    if not (path / "config.json").is_file():
+        raise SlotlabError(f"{path} is not a slotlab run folder (no config.json); pass a folder made by "
+                           f"`python -m slotlab train`")
+    saved = json.loads((path / "config.json").read_text())
+    config = RunConfig.from_dict(saved["config"])
+    if not (path / "result.json").is_file():
+        raise SlotlabError(f"run {path} has not finished (no result.json); run it again to resume it")
+    metrics = json.loads((path / "result.json").read_text())
+    history = pd.read_csv(path / "history.csv")
+    return RunResult(config, path, metrics, history)
+
+
+class Checkpointer(Callback):
+    """Writes last.pt every epoch and best.pt when the epoch is the new best, both atomically."""
+
+    def __init__(self, path: Path, config: RunConfig) -> None:
+        self.path, self.config = path, config
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        if trainer.improved:
+            atomic_save({"config_hash": self.config.hash, "epoch": trainer.epoch,
+                         "model": trainer.model.state_dict()}, self.path / "best.pt")
+        atomic_save({"config_hash": self.config.hash, **trainer.state_dict()}, self.path / "last.pt")
+        atomic_write_text(trainer.history.to_csv(index=False), self.path / "history.csv")
+
+
+def load_or_run(
+    config: RunConfig,
+    root: str | Path | None = None,
+    device: str | torch.device | None = None,
+    callbacks: Sequence[Callback] = (),
+    progress: bool | None = None,
+    data_root: str | Path | None = None,
+) -> RunResult:
+    """The result of ``config``: read from its run folder when finished, else trained (resuming if stopped)."""
+    path = run_dir(config, root)
+    if (path / "result.json").is_file():
+        return open_run(path)
+    device = pick_device(device)
+    splits = make_splits(config.dataset, config.val_size, config.split_seed, config.train_size, data_root)
+    model = build(config, splits.info.input_shape, splits.info.num_classes)
+    if (path / "config.json").is_file():
+        saved = json.loads((path / "config.json").read_text())
+        if saved.get("hash") != config.hash:
+            raise SlotlabError(f"{path} belongs to config {saved.get('hash')}, not {config.hash}; move it away")
+    else:
+        atomic_write_json({"hash": config.hash, "name": config.name, "slotlab": __version__,
+                           "config": config.to_dict()}, path / "config.json")
+    if not (path / "init.pt").is_file():
+        atomic_save({"config_hash": config.hash, "model": model.state_dict()}, path / "init.pt")
+    trainer = Trainer(config, model, splits, device, [*callbacks, Checkpointer(path, config)], progress)
+    if (path / "last.pt").is_file():
+        state = _load_checked(path / "last.pt", config, device)
+        best = _load_checked(path / "best.pt", config, device)["model"] if (path / "best.pt").is_file() else None
+        trainer.load_state_dict(state, best)
+    result = trainer.fit()
+    atomic_write_text(result.history.to_csv(index=False), path / "history.csv")
+    atomic_write_json(result.metrics, path / "result.json")
+    return RunResult(config, path, result.metrics, result.history)

@@ -1,0 +1,238 @@
+"""One training loop for every method; periodic work plugs in as callbacks.
+
+Protocol (the default, ``protocol="val"``): validation every epoch, the model of the best validation epoch kept,
+the test set evaluated once at the end on that model. ``protocol="best-test"`` reproduces the papers' numbers:
+the test set every epoch and the maximum reported, which is optimistic and labelled so in the results.
+
+Randomness is derived per epoch: the data order and augmentation from (data_seed, epoch), dropout and sampled
+selection from (sample_seed, epoch). A run resumed from the checkpoint of epoch e therefore replays epoch e + 1
+exactly, and ends bit-identical (on the CPU) to a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from slotlab.data import Batches, Splits, epoch_generator
+from slotlab.init import stream_seed
+from slotlab.layers.slot import SlotLayer
+from slotlab.methods import trainable_parameters
+from slotlab.optim import make_optimizer, make_scheduler
+
+HISTORY_COLUMNS = ["epoch", "split", "loss", "accuracy", "lr", "seconds"]
+
+
+class Callback:
+    """Periodic work during training. Every hook receives the trainer; override the ones you need."""
+
+    def on_train_start(self, trainer: Trainer) -> None: ...
+
+    def on_step_end(self, trainer: Trainer) -> None: ...
+
+    def on_epoch_end(self, trainer: Trainer) -> None: ...
+
+    def on_train_end(self, trainer: Trainer) -> None: ...
+
+
+def progress_enabled(progress: bool | None) -> bool:
+    return (not os.environ.get("CI")) if progress is None else progress
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return stream_seed(f"sampling-epoch-{epoch}", seed)
+
+
+@dataclass
+class Result:
+    """What a finished training returns: the metrics and the per-epoch history."""
+
+    metrics: dict[str, Any]
+    history: pd.DataFrame
+    model: nn.Module = field(repr=False)
+
+
+class Trainer:
+    def __init__(
+        self,
+        config,
+        model: nn.Module,
+        splits: Splits,
+        device: torch.device,
+        callbacks: Sequence[Callback] = (),
+        progress: bool | None = None,
+    ) -> None:
+        self.config = config
+        self.device = device
+        self.model = model.to(device)
+        self.splits = splits
+        self.callbacks = list(callbacks)
+        self.progress = progress_enabled(progress)
+        self.train_batches = Batches(splits.train, splits.info, config.batch_size, device, config.augment)
+        self.eval_batches = {
+            name: Batches(getattr(splits, name), splits.info, 1000, device) for name in ("val", "test")
+        }
+        self.optimizer = make_optimizer(config, trainable_parameters(self.model))
+        self.scheduler = make_scheduler(config, self.optimizer)
+        self.sample_generator = torch.Generator(device)
+        for layer in self.model.modules():
+            if isinstance(layer, SlotLayer):
+                layer.generator = self.sample_generator
+        self.epoch = 0  # epochs completed
+        self.step = 0  # optimiser steps taken
+        self.rows: list[dict[str, Any]] = []
+        self.best_epoch = 0
+        self.best_score = -1.0
+        self.best_model_state: dict[str, torch.Tensor] | None = None
+        self.improved = False  # set at the end of an epoch whose model is the new best
+        self.stop_requested = False
+
+    # --- loop ---------------------------------------------------------------------------------------------
+    def fit(self) -> Result:
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # dropout's global RNG, without disturbing the caller's
+            for cb in self.callbacks:
+                cb.on_train_start(self)
+            bar = self._progress_bar()
+            while self.epoch < self.config.epochs and not self.stop_requested:
+                self._train_epoch(bar)
+            if bar is not None:
+                bar.close()
+            metrics = self._finish()
+            for cb in self.callbacks:
+                cb.on_train_end(self)
+        return Result(metrics, self.history, self.model)
+
+    def _progress_bar(self):
+        if not self.progress:
+            return None
+        from tqdm.auto import tqdm
+
+        total = self.config.epochs * len(self.train_batches)
+        return tqdm(total=total, initial=self.epoch * len(self.train_batches), desc=self.config.method,
+                    unit="step", dynamic_ncols=True)
+
+    def _train_epoch(self, bar) -> None:
+        epoch, start = self.epoch, time.perf_counter()
+        torch.manual_seed(_epoch_seed(self.config.sample_seed, epoch))
+        self.sample_generator.manual_seed(_epoch_seed(self.config.sample_seed, epoch) ^ 1)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        seen = 0
+        for images, labels in self.train_batches.epoch(epoch_generator(self.config.data_seed, epoch)):
+            logits = self.model(images)
+            loss = F.cross_entropy(logits, labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.step += 1
+            loss_sum += loss.detach() * len(labels)
+            correct += (logits.detach().argmax(1) == labels).sum()
+            seen += len(labels)
+            for cb in self.callbacks:
+                cb.on_step_end(self)
+            if bar is not None:
+                bar.update(1)
+        self.scheduler.step()
+        train_seconds = time.perf_counter() - start
+        self._log(epoch + 1, "train", (loss_sum / seen).item(), (correct.float() / seen).item(), lr, train_seconds)
+        self.epoch = epoch + 1
+        val_loss, val_acc, seconds = self.evaluate("val")
+        self._log(self.epoch, "val", val_loss, val_acc, lr, seconds)
+        score = val_acc
+        if self.config.protocol == "best-test":
+            test_loss, test_acc, seconds = self.evaluate("test")
+            self._log(self.epoch, "test", test_loss, test_acc, lr, seconds)
+            score = test_acc
+        self.improved = score > self.best_score
+        if self.improved:
+            self.best_score, self.best_epoch = score, self.epoch
+            self.best_model_state = copy.deepcopy(self.model.state_dict())
+        if bar is not None:
+            bar.set_postfix(epoch=self.epoch, val=f"{val_acc:.4f}")
+        for cb in self.callbacks:
+            cb.on_epoch_end(self)
+
+    def _finish(self) -> dict[str, Any]:
+        val = self.history.query("split == 'val'")
+        metrics: dict[str, Any] = {
+            "protocol": self.config.protocol,
+            "best_epoch": self.best_epoch,
+            "epochs": self.epoch,
+            "val_accuracy": float(val["accuracy"].max()) if len(val) else float("nan"),
+            "last_val_accuracy": float(val["accuracy"].iloc[-1]) if len(val) else float("nan"),
+            "train_seconds": float(self.history.query("split == 'train'")["seconds"].sum()),
+        }
+        if self.config.protocol == "best-test":
+            test = self.history.query("split == 'test'")
+            metrics["test_accuracy"] = float(test["accuracy"].max())
+            metrics["test_loss"] = float(test.loc[test["accuracy"].idxmax(), "loss"])
+            metrics["note"] = "best-test: maximum test accuracy over epochs (optimistic, as in the papers)"
+        else:
+            if self.best_model_state is not None:
+                self.model.load_state_dict(self.best_model_state)
+            test_loss, test_acc, seconds = self.evaluate("test")
+            self._log(self.best_epoch, "test", test_loss, test_acc, float("nan"), seconds)
+            metrics["test_accuracy"], metrics["test_loss"] = test_acc, test_loss
+            metrics["note"] = "test evaluated once, on the model of the best validation epoch"
+        return metrics
+
+    @torch.no_grad()
+    def evaluate(self, split: str) -> tuple[float, float, float]:
+        """(loss, accuracy, seconds) of the current model on ``split`` in evaluation mode."""
+        start = time.perf_counter()
+        was_training = self.model.training
+        self.model.eval()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        batches = self.eval_batches[split]
+        for images, labels in batches.epoch():
+            logits = self.model(images)
+            loss_sum += F.cross_entropy(logits, labels, reduction="sum")
+            correct += (logits.argmax(1) == labels).sum()
+        self.model.train(was_training)
+        n = max(len(batches.labels), 1)
+        return (loss_sum / n).item(), (correct.float() / n).item(), time.perf_counter() - start
+
+    def _log(self, epoch: int, split: str, loss: float, accuracy: float, lr: float, seconds: float) -> None:
+        self.rows.append(
+            {"epoch": epoch, "split": split, "loss": loss, "accuracy": accuracy, "lr": lr, "seconds": seconds}
+        )
+
+    @property
+    def history(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=HISTORY_COLUMNS)
+
+    # --- checkpoints -------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue after the last completed epoch (tensors and plain Python only)."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "rows": self.rows,
+            "best_epoch": self.best_epoch,
+            "best_score": self.best_score,
+        }
+
+    def load_state_dict(self, state: dict[str, Any], best_model_state: dict[str, torch.Tensor] | None) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.rows = list(state["rows"])
+        self.best_epoch, self.best_score = state["best_epoch"], state["best_score"]
+        self.best_model_state = best_model_state
