@@ -25,8 +25,16 @@ def configs(epochs: int, seeds: list[int]) -> list[RunConfig]:
     for seed in seeds:
         seeds_kw = dict(weight_seed=seed, score_seed=seed, data_seed=seed, sample_seed=seed)
         for k in (1, 2, 4, 8, 16):
-            out.append(RunConfig(method="slots", k=k, lr=0.2 if k <= 8 else 0.1, weight_decay=1e-4,
-                                 epochs=epochs, **seeds_kw))
+            out.append(
+                RunConfig(
+                    method="slots",
+                    k=k,
+                    lr=0.2 if k <= 8 else 0.1,
+                    weight_decay=1e-4,
+                    epochs=epochs,
+                    **seeds_kw,
+                )
+            )
         out.append(RunConfig(method="dense", lr=0.05, weight_decay=1e-4, epochs=epochs, **seeds_kw))
     return out
 
@@ -40,20 +48,38 @@ def main() -> None:
     rows = []
     for config in configs(args.epochs, args.seeds):
         result = load_or_run(config, root=args.runs, progress=False)
-        rows.append({"method": config.method, "K": config.k if config.method == "slots" else "-",
-                     "seed": config.weight_seed, "val": result.metrics["val_accuracy"],
-                     "test": result.metrics["test_accuracy"], "epoch": result.metrics["best_epoch"],
-                     "s/epoch": result.metrics["train_seconds"] / config.epochs})
+        rows.append(
+            {
+                "method": config.method,
+                "K": config.k if config.method == "slots" else "-",
+                "seed": config.weight_seed,
+                "val": result.metrics["val_accuracy"],
+                "test": result.metrics["test_accuracy"],
+                "epoch": result.metrics["best_epoch"],
+                "s/epoch": result.metrics["train_seconds"] / config.epochs,
+            }
+        )
         print(rows[-1], flush=True)
     frame = pd.DataFrame(rows)
     table = frame.groupby(["method", "K"], sort=False).agg(
-        test_mean=("test", "mean"), test_std=("test", "std"), val_mean=("val", "mean"), runs=("seed", "count"),
-        s_per_epoch=("s/epoch", "mean"))
-    print(f"\nMNIST Lenet-300-100, {args.epochs} epochs cosine, seeds {args.seeds}; "
-          f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
-    print((table * pd.Series({"test_mean": 100, "test_std": 100, "val_mean": 100}).reindex(table.columns).fillna(1))
-          .to_markdown(floatfmt=".2f") if hasattr(table, "to_markdown") else table)
+        test=("test", "mean"),
+        std=("test", "std"),
+        val=("val", "mean"),
+        runs=("seed", "count"),
+        s_per_epoch=("s/epoch", "mean"),
+    )
+    print(
+        f"\nMNIST Lenet-300-100, {args.epochs} epochs cosine, seeds {args.seeds}; "
+        f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads\n"
+    )
+    print("| method | K | test % (mean) | std | val % | runs | s/epoch |")
+    print("|---|---|---|---|---|---|---|")
+    for (method, k), r in table.iterrows():
+        std = "-" if pd.isna(r["std"]) else f"{100 * r['std']:.2f}"
+        print(
+            f"| {method} | {k} | {100 * r['test']:.2f} | {std} | {100 * r['val']:.2f} | {int(r['runs'])} "
+            f"| {r['s_per_epoch']:.1f} |"
+        )
 
 
 if __name__ == "__main__":

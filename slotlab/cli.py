@@ -26,16 +26,28 @@ def _catalogue() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="slotlab", description="Study networks found inside random weights.")
+    parser = argparse.ArgumentParser(
+        prog="slotlab", description="Study networks found inside random weights."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train one run (cached: a finished run is only read back)",
-                           epilog=_catalogue(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    train = sub.add_parser(
+        "train",
+        help="train one run (cached: a finished run is only read back)",
+        epilog=_catalogue(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     defaults = RunConfig()
     for f in fields(RunConfig):
         default = getattr(defaults, f.name)
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        train.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None, metavar=f.name.upper(),
-                           choices=CHOICES.get(f.name), help=f"{FIELD_HELP[f.name]} (default: {shown})")
+        train.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            dest=f.name,
+            default=None,
+            metavar=f.name.upper(),
+            choices=CHOICES.get(f.name),
+            help=f"{FIELD_HELP[f.name]} (default: {shown})",
+        )
     train.add_argument("--seed", type=int, default=None, help="set all five seeds at once")
     train.add_argument("--runs", default=None, help="runs folder (default: $SLOTLAB_RUNS or ./runs)")
     train.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
@@ -73,12 +85,16 @@ def _export(args: argparse.Namespace) -> None:
     plain = to_plain(model)
     out = run.path / "export"
     atomic_save({"config": run.config.to_dict(), "state_dict": plain.state_dict()}, out / "plain.pt")
-    print(f"wrote {out / 'plain.pt'} (a plain PyTorch state dict; build the model with method dense to load it)")
+    print(
+        f"wrote {out / 'plain.pt'} (a plain PyTorch state dict; build the model with method dense to load it)"
+    )
     if run.config.method == "slots":
         packed = save_compact(model, run.config, out / "compact.pt")
         connections = sum(p.numel() for p in plain.parameters())
-        print(f"wrote {out / 'compact.pt'}: {packed} bytes of selections "
-              f"({bits_per_connection(run.config.k)} bits x {connections} connections) plus seeds and config")
+        print(
+            f"wrote {out / 'compact.pt'}: {packed} bytes of selections "
+            f"({bits_per_connection(run.config.k)} bits x {connections} connections) plus seeds and config"
+        )
     del torch
 
 

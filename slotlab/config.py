@@ -97,9 +97,15 @@ class RunConfig:
         from slotlab.methods import METHODS
         from slotlab.models import model_names
 
-        for name, valid in (("method", list(METHODS)), ("model", model_names()), ("dataset", dataset_names())):
+        for name, valid in (
+            ("method", list(METHODS)),
+            ("model", model_names()),
+            ("dataset", dataset_names()),
+        ):
             if getattr(self, name) not in valid:
-                raise SlotlabError(f"unknown {name} {getattr(self, name)!r}; valid {name}s: {', '.join(valid)}")
+                raise SlotlabError(
+                    f"unknown {name} {getattr(self, name)!r}; valid {name}s: {', '.join(valid)}"
+                )
         for name, valid in CHOICES.items():
             if getattr(self, name) not in valid:
                 raise SlotlabError(f"{name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}")

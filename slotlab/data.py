@@ -41,7 +41,14 @@ DATASETS: dict[str, DatasetInfo] = {
         "mnist", "MNIST", (1, 28, 28), 10, (0.1307,), (0.3081,), 10_000, "MNIST digits, 60k train / 10k test"
     ),
     "fashion-mnist": DatasetInfo(
-        "fashion-mnist", "FashionMNIST", (1, 28, 28), 10, (0.2860,), (0.3530,), 10_000, "Fashion-MNIST, 60k/10k"
+        "fashion-mnist",
+        "FashionMNIST",
+        (1, 28, 28),
+        10,
+        (0.2860,),
+        (0.3530,),
+        10_000,
+        "Fashion-MNIST, 60k/10k",
     ),
     "cifar10": DatasetInfo(
         "cifar10",
@@ -54,7 +61,14 @@ DATASETS: dict[str, DatasetInfo] = {
         "CIFAR-10, 50k train / 10k test",
     ),
     "synthetic": DatasetInfo(
-        "synthetic", None, (1, 28, 28), 10, (0.5,), (0.25,), 300, "tiny learnable 1x28x28 set for tests (2k/500)"
+        "synthetic",
+        None,
+        (1, 28, 28),
+        10,
+        (0.5,),
+        (0.25,),
+        300,
+        "tiny learnable 1x28x28 set for tests (2k/500)",
     ),
     "synthetic-cifar": DatasetInfo(
         "synthetic-cifar", None, (3, 32, 32), 10, (0.5,) * 3, (0.25,) * 3, 300, "tiny 3x32x32 set for tests"
@@ -116,7 +130,9 @@ def _load_torchvision(info: DatasetInfo, root: Path, train: bool, download: bool
     cls = getattr(datasets, info.torchvision_class)
     try:
         ds = cls(str(root), train=train, download=download)
-    except Exception as error:  # torchvision raises RuntimeError offline, URLError/OSError when a download fails
+    except (
+        Exception
+    ) as error:  # torchvision raises RuntimeError offline, URLError/OSError when a download fails
         raise SlotlabError(
             f"{info.torchvision_class} not found under {root} ({type(error).__name__}); set SLOTLAB_DATA to a folder "
             f"that holds it (e.g. the output of shared/data/prepare.sh) or run once online to download it"
@@ -152,7 +168,9 @@ def make_splits(
     n_val = info.val_size if val_size < 0 else val_size
     if not 0 <= n_val < len(full):
         raise SlotlabError(f"val_size must be between 0 and {len(full) - 1} for {name}, got {n_val}")
-    order = torch.randperm(len(full), generator=torch.Generator().manual_seed(stream_seed("split", split_seed)))
+    order = torch.randperm(
+        len(full), generator=torch.Generator().manual_seed(stream_seed("split", split_seed))
+    )
     val_idx, train_idx = order[:n_val], order[n_val:]
     if train_size:
         train_idx = train_idx[:train_size]
@@ -201,7 +219,11 @@ class Batches:
         n = len(self.labels)
         order = torch.randperm(n, generator=generator).to(self.device) if generator is not None else None
         for start in range(0, n, self.batch_size):
-            idx = order[start : start + self.batch_size] if order is not None else slice(start, start + self.batch_size)
+            idx = (
+                order[start : start + self.batch_size]
+                if order is not None
+                else slice(start, start + self.batch_size)
+            )
             images = self.images[idx].float()
             if self.augment and generator is not None:
                 images = random_crop_flip(images, generator)

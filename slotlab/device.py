@@ -13,5 +13,7 @@ def pick_device(requested: str | torch.device | None = None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(requested)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SlotlabError(f"device {requested!r} was asked for but CUDA is not available; use --device cpu or auto")
+        raise SlotlabError(
+            f"device {requested!r} was asked for but CUDA is not available; use --device cpu or auto"
+        )
     return device

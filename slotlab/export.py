@@ -29,8 +29,14 @@ def _plain_layer(layer: nn.Module) -> nn.Module | None:
     if isinstance(layer, SlotLinear):
         plain = DenseLinear(layer.in_features, layer.out_features)
     elif isinstance(layer, SlotConv2d):
-        plain = DenseConv2d(layer.in_channels, layer.out_channels, layer.weight_shape[-1], layer.stride,
-                            layer.padding, "glorot")
+        plain = DenseConv2d(
+            layer.in_channels,
+            layer.out_channels,
+            layer.weight_shape[-1],
+            layer.stride,
+            layer.padding,
+            "glorot",
+        )
     else:
         return None
     with torch.no_grad():
@@ -92,8 +98,11 @@ def save_compact(model: nn.Module, config, path: Path) -> int:
             slot_names.add(name)
     if not layers:
         raise SlotlabError("the compact export stores slot selections; this model has no slot layers")
-    rest = {key: value.cpu() for key, value in model.state_dict().items()
-            if key.rpartition(".")[0] not in slot_names}
+    rest = {
+        key: value.cpu()
+        for key, value in model.state_dict().items()
+        if key.rpartition(".")[0] not in slot_names
+    }
     atomic_save({"format": COMPACT_FORMAT, "config": config.to_dict(), "layers": layers, "state": rest}, path)
     return packed_bytes
 
@@ -106,10 +115,14 @@ def load_compact(path: Path) -> nn.Module:
 
     payload = safe_load(path)
     if not isinstance(payload, dict) or payload.get("format") != COMPACT_FORMAT:
-        raise SlotlabError(f"{path} is not a slotlab compact file; make one with `python -m slotlab export RUN`")
+        raise SlotlabError(
+            f"{path} is not a slotlab compact file; make one with `python -m slotlab export RUN`"
+        )
     config = RunConfig.from_dict(payload["config"])
     info = dataset_info(config.dataset)
-    model = build(config, info.input_shape, info.num_classes)  # regenerates every K random value from the seed
+    model = build(
+        config, info.input_shape, info.num_classes
+    )  # regenerates every K random value from the seed
     modules = dict(model.named_modules())
     with torch.no_grad():
         for name, entry in payload["layers"].items():

@@ -41,7 +41,9 @@ class Method:
                 f"init {config.init!r} is not one of method {self.name}'s: {', '.join(('default',) + self.inits)}"
             )
         if self.name == "finetune" and not config.source:
-            raise SlotlabError("method finetune needs --source: the run folder or hash of a slots run to finetune")
+            raise SlotlabError(
+                "method finetune needs --source: the run folder or hash of a slots run to finetune"
+            )
 
     def init_name(self, config) -> str:
         return self.inits[0] if config.init == "default" else config.init
@@ -57,8 +59,9 @@ def _dense_factory(config) -> LayerFactory:
 
 def _build_learned(config, input_shape, num_classes) -> Network:
     """Dense weights, each drawn uniformly from the same K values a slot machine with this weight seed holds."""
-    slots = build_model(config.model, SlotFactory(config.k, init=METHODS["slots"].init_name(config)), input_shape,
-                        num_classes)
+    slots = build_model(
+        config.model, SlotFactory(config.k, init=METHODS["slots"].init_name(config)), input_shape, num_classes
+    )
     initialize(slots, config.weight_seed, config.score_seed)
     choice = torch.Generator().manual_seed(stream_seed("learned-choice", config.score_seed))
     with torch.no_grad():
@@ -84,13 +87,24 @@ def _build_finetune(config, input_shape, num_classes) -> Network:
 
 
 METHODS: dict[str, Method] = {
-    "slots": Method("slots", "Slot Machines: pick one of K random values per connection", _slot_factory,
-                    SLOT_INITS),
+    "slots": Method(
+        "slots", "Slot Machines: pick one of K random values per connection", _slot_factory, SLOT_INITS
+    ),
     "dense": Method("dense", "ordinary trained weights (the baseline)", _dense_factory, DENSE_INITS),
-    "learned": Method("learned", "trained weights started from a random choice among K slot values",
-                      _dense_factory, SLOT_INITS, _build_learned),
-    "finetune": Method("finetune", "trained weights started from a slots run's found network (--source)",
-                       _dense_factory, DENSE_INITS, _build_finetune),
+    "learned": Method(
+        "learned",
+        "trained weights started from a random choice among K slot values",
+        _dense_factory,
+        SLOT_INITS,
+        _build_learned,
+    ),
+    "finetune": Method(
+        "finetune",
+        "trained weights started from a slots run's found network (--source)",
+        _dense_factory,
+        DENSE_INITS,
+        _build_finetune,
+    ),
 }
 
 

@@ -46,7 +46,9 @@ class Network(nn.Module):
         return self.body(x)
 
 
-def _fc_head(factory: LayerFactory, in_features: int, widths: Sequence[int], dropout: float) -> list[nn.Module]:
+def _fc_head(
+    factory: LayerFactory, in_features: int, widths: Sequence[int], dropout: float
+) -> list[nn.Module]:
     layers: list[nn.Module] = []
     for width in widths[:-1]:
         if dropout:
@@ -57,7 +59,9 @@ def _fc_head(factory: LayerFactory, in_features: int, widths: Sequence[int], dro
 
 
 def lenet300(factory: LayerFactory, input_shape: Shape, num_classes: int) -> nn.Module:
-    return nn.Sequential(nn.Flatten(), *_fc_head(factory, math.prod(input_shape), (300, 100, num_classes), 0.0))
+    return nn.Sequential(
+        nn.Flatten(), *_fc_head(factory, math.prod(input_shape), (300, 100, num_classes), 0.0)
+    )
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,9 @@ _VGG19 = ConvStack(
 def vgg19(factory: LayerFactory, input_shape: Shape, num_classes: int) -> nn.Module:
     out = _VGG19.output_shape("vgg19", input_shape)
     if out[1] < 2 or out[2] < 2:
-        raise SlotlabError(f"model vgg19 needs inputs of at least 32x32, got {tuple(input_shape)}; use CIFAR-10")
+        raise SlotlabError(
+            f"model vgg19 needs inputs of at least 32x32, got {tuple(input_shape)}; use CIFAR-10"
+        )
     features = _VGG19.build(factory, input_shape[0], batchnorm=True)
     return nn.Sequential(*features, nn.AvgPool2d(2), nn.Flatten(), factory.linear(out[0], num_classes))
 
@@ -198,7 +204,10 @@ def _resnet(name: str, widths: Sequence[int], blocks: int) -> Callable[[LayerFac
 MODELS: dict[str, tuple[Callable[[LayerFactory, Shape, int], nn.Module], str]] = {
     "lenet300": (lenet300, "Lenet-300-100, fully connected 784-300-100-10"),
     **{f"conv{d}": (_conv_ep(d), f"Conv-{d}, Edge-Popup form: 3x3 'same' convs, FC 256-256") for d in _PAIRS},
-    **{f"conv{d}-sm": (_conv_sm(d), f"Conv-{d}, Slot Machines form: 'valid' convs, dropout 0.5") for d in _PAIRS},
+    **{
+        f"conv{d}-sm": (_conv_sm(d), f"Conv-{d}, Slot Machines form: 'valid' convs, dropout 0.5")
+        for d in _PAIRS
+    },
     "vgg19": (vgg19, "VGG-19 for CIFAR with non-affine BatchNorm, one FC layer"),
     "resnet20": (_resnet("resnet20", (16, 32, 64), 3), "CIFAR ResNet-20 (16/32/64 channels)"),
     "resnet18": (_resnet("resnet18", (64, 128, 256, 512), 2), "ResNet-18 in its CIFAR form (3x3 stem)"),

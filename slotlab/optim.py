@@ -16,7 +16,9 @@ from collections.abc import Callable, Sequence
 import torch
 
 
-def lr_factor(schedule: str, epochs: int, milestones: Sequence[int] = (), gamma: float = 0.1) -> Callable[[int], float]:
+def lr_factor(
+    schedule: str, epochs: int, milestones: Sequence[int] = (), gamma: float = 0.1
+) -> Callable[[int], float]:
     if schedule == "constant":
         return lambda epoch: 1.0
     if schedule == "cosine":
@@ -40,8 +42,9 @@ def make_optimizer(config, parameters: list[torch.nn.Parameter]) -> torch.optim.
     # fused kernels update parameter, gradient and state in one pass: they matter for K-sized slot tensors
     fused = all(p.device.type in ("cpu", "cuda") and p.dtype == torch.float32 for p in parameters) or None
     if config.optimizer == "sgd":
-        return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum,
-                               weight_decay=config.weight_decay, fused=fused)
+        return torch.optim.SGD(
+            parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, fused=fused
+        )
     return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
 
 

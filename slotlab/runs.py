@@ -103,8 +103,10 @@ def open_run(path_or_hash: str | Path, root: str | Path | None = None) -> RunRes
             )
         path = matches[0]
     if not (path / "config.json").is_file():
-        raise SlotlabError(f"{path} is not a slotlab run folder (no config.json); pass a folder made by "
-                           f"`python -m slotlab train`")
+        raise SlotlabError(
+            f"{path} is not a slotlab run folder (no config.json); pass a folder made by "
+            f"`python -m slotlab train`"
+        )
     saved = json.loads((path / "config.json").read_text())
     config = RunConfig.from_dict(saved["config"])
     if not (path / "result.json").is_file():
@@ -122,8 +124,14 @@ class Checkpointer(Callback):
 
     def on_epoch_end(self, trainer: Trainer) -> None:
         if trainer.improved:
-            atomic_save({"config_hash": self.config.hash, "epoch": trainer.epoch,
-                         "model": trainer.model.state_dict()}, self.path / "best.pt")
+            atomic_save(
+                {
+                    "config_hash": self.config.hash,
+                    "epoch": trainer.epoch,
+                    "model": trainer.model.state_dict(),
+                },
+                self.path / "best.pt",
+            )
         atomic_save({"config_hash": self.config.hash, **trainer.state_dict()}, self.path / "last.pt")
         atomic_write_text(trainer.history.to_csv(index=False), self.path / "history.csv")
 
@@ -146,16 +154,22 @@ def load_or_run(
     if (path / "config.json").is_file():
         saved = json.loads((path / "config.json").read_text())
         if saved.get("hash") != config.hash:
-            raise SlotlabError(f"{path} belongs to config {saved.get('hash')}, not {config.hash}; move it away")
+            raise SlotlabError(
+                f"{path} belongs to config {saved.get('hash')}, not {config.hash}; move it away"
+            )
     else:
-        atomic_write_json({"hash": config.hash, "name": config.name, "slotlab": __version__,
-                           "config": config.to_dict()}, path / "config.json")
+        atomic_write_json(
+            {"hash": config.hash, "name": config.name, "slotlab": __version__, "config": config.to_dict()},
+            path / "config.json",
+        )
     if not (path / "init.pt").is_file():
         atomic_save({"config_hash": config.hash, "model": model.state_dict()}, path / "init.pt")
     trainer = Trainer(config, model, splits, device, [*callbacks, Checkpointer(path, config)], progress)
     if (path / "last.pt").is_file():
         state = _load_checked(path / "last.pt", config, device)
-        best = _load_checked(path / "best.pt", config, device)["model"] if (path / "best.pt").is_file() else None
+        best = (
+            _load_checked(path / "best.pt", config, device)["model"] if (path / "best.pt").is_file() else None
+        )
         trainer.load_state_dict(state, best)
     result = trainer.fit()
     atomic_write_text(result.history.to_csv(index=False), path / "history.csv")

@@ -118,8 +118,13 @@ class Trainer:
         from tqdm.auto import tqdm
 
         total = self.config.epochs * len(self.train_batches)
-        return tqdm(total=total, initial=self.epoch * len(self.train_batches), desc=self.config.method,
-                    unit="step", dynamic_ncols=True)
+        return tqdm(
+            total=total,
+            initial=self.epoch * len(self.train_batches),
+            desc=self.config.method,
+            unit="step",
+            dynamic_ncols=True,
+        )
 
     def _train_epoch(self, bar) -> None:
         epoch, start = self.epoch, time.perf_counter()
@@ -146,7 +151,9 @@ class Trainer:
                 bar.update(1)
         self.scheduler.step()
         train_seconds = time.perf_counter() - start
-        self._log(epoch + 1, "train", (loss_sum / seen).item(), (correct.float() / seen).item(), lr, train_seconds)
+        self._log(
+            epoch + 1, "train", (loss_sum / seen).item(), (correct.float() / seen).item(), lr, train_seconds
+        )
         self.epoch = epoch + 1
         val_loss, val_acc, seconds = self.evaluate("val")
         self._log(self.epoch, "val", val_loss, val_acc, lr, seconds)
@@ -228,7 +235,9 @@ class Trainer:
             "best_score": self.best_score,
         }
 
-    def load_state_dict(self, state: dict[str, Any], best_model_state: dict[str, torch.Tensor] | None) -> None:
+    def load_state_dict(
+        self, state: dict[str, Any], best_model_state: dict[str, torch.Tensor] | None
+    ) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -172,7 +172,9 @@ class SlotLayer(nn.Module):
 class SlotLinear(SlotLayer):
     """A linear layer with K random values per connection and no bias."""
 
-    def __init__(self, in_features: int, out_features: int, k: int, selection: str = "greedy", init: str = "paper"):
+    def __init__(
+        self, in_features: int, out_features: int, k: int, selection: str = "greedy", init: str = "paper"
+    ):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self._setup((out_features, in_features), k, selection, init, is_conv=False)
@@ -209,7 +211,9 @@ class SlotFactory(LayerFactory):
 
     name = "slots"
 
-    def __init__(self, k: int, selection: str = "greedy", init: str = "paper", bn_affine: bool = False) -> None:
+    def __init__(
+        self, k: int, selection: str = "greedy", init: str = "paper", bn_affine: bool = False
+    ) -> None:
         super().__init__(bn_affine=bn_affine)
         self.k, self.selection, self.init = k, selection, init
 
@@ -219,4 +223,6 @@ class SlotFactory(LayerFactory):
     def conv2d(
         self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0
     ) -> nn.Module:
-        return SlotConv2d(in_channels, out_channels, kernel_size, self.k, stride, padding, self.selection, self.init)
+        return SlotConv2d(
+            in_channels, out_channels, kernel_size, self.k, stride, padding, self.selection, self.init
+        )
