@@ -66,7 +66,8 @@ def test_learned_baseline_draws_uniformly_from_the_same_k_values() -> None:
     slots = build(RunConfig(method="slots", k=4, dataset="synthetic"), (1, 28, 28), 10)
     layer_pairs = zip(
         [m for m in dense.modules() if isinstance(m, RandomWeightLayer)],
-        [m for m in slots.modules() if isinstance(m, SlotLayer)], strict=False,
+        [m for m in slots.modules() if isinstance(m, SlotLayer)],
+        strict=False,
     )
     for plain, slot in layer_pairs:
         matches = plain.weight.detach().unsqueeze(0) == slot.values  # which of the K values each weight is
