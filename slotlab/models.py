@@ -112,26 +112,17 @@ def _pairs_plan(depth: int) -> tuple:
     return tuple(plan)
 
 
-def _conv_ep(depth: int) -> Callable[[LayerFactory, Shape, int], nn.Module]:
-    stack = ConvStack(_pairs_plan(depth), paddings=(1,) * depth)
+def _conv(depth: int, form: str) -> Callable[[LayerFactory, Shape, int], nn.Module]:
+    """Conv-``depth`` in the Edge-Popup form ("ep": all 'same') or the Slot Machines form ("sm": the first two
+    pairs 'valid', deeper pairs 'same', dropout 0.5 in the head)."""
+    paddings = (1,) * depth if form == "ep" else tuple(0 if i < 4 else 1 for i in range(depth))
+    stack = ConvStack(_pairs_plan(depth), paddings)
+    name = f"conv{depth}" if form == "ep" else f"conv{depth}-sm"
 
     def build(factory: LayerFactory, input_shape: Shape, num_classes: int) -> nn.Module:
-        out = stack.output_shape(f"conv{depth}", input_shape)
+        out = stack.output_shape(name, input_shape)
         features = stack.build(factory, input_shape[0], batchnorm=False)
-        head = _fc_head(factory, math.prod(out), (256, 256, num_classes), 0.0)
-        return nn.Sequential(*features, nn.Flatten(), *head)
-
-    return build
-
-
-def _conv_sm(depth: int) -> Callable[[LayerFactory, Shape, int], nn.Module]:
-    # Slot Machines: the first two pairs are 'valid'; deeper pairs keep their size ('same')
-    stack = ConvStack(_pairs_plan(depth), paddings=tuple(0 if i < 4 else 1 for i in range(depth)))
-
-    def build(factory: LayerFactory, input_shape: Shape, num_classes: int) -> nn.Module:
-        out = stack.output_shape(f"conv{depth}-sm", input_shape)
-        features = stack.build(factory, input_shape[0], batchnorm=False)
-        head = _fc_head(factory, math.prod(out), (256, 256, num_classes), 0.5)
+        head = _fc_head(factory, math.prod(out), (256, 256, num_classes), 0.0 if form == "ep" else 0.5)
         return nn.Sequential(*features, nn.Flatten(), *head)
 
     return build
@@ -203,9 +194,12 @@ def _resnet(name: str, widths: Sequence[int], blocks: int) -> Callable[[LayerFac
 
 MODELS: dict[str, tuple[Callable[[LayerFactory, Shape, int], nn.Module], str]] = {
     "lenet300": (lenet300, "Lenet-300-100, fully connected 784-300-100-10"),
-    **{f"conv{d}": (_conv_ep(d), f"Conv-{d}, Edge-Popup form: 3x3 'same' convs, FC 256-256") for d in _PAIRS},
     **{
-        f"conv{d}-sm": (_conv_sm(d), f"Conv-{d}, Slot Machines form: 'valid' convs, dropout 0.5")
+        f"conv{d}": (_conv(d, "ep"), f"Conv-{d}, Edge-Popup form: 3x3 'same' convs, FC 256-256")
+        for d in _PAIRS
+    },
+    **{
+        f"conv{d}-sm": (_conv(d, "sm"), f"Conv-{d}, Slot Machines form: 'valid' convs, dropout 0.5")
         for d in _PAIRS
     },
     "vgg19": (vgg19, "VGG-19 for CIFAR with non-affine BatchNorm, one FC layer"),

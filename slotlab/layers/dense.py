@@ -27,12 +27,11 @@ def _draw_dense(weight: torch.Tensor, init: str, generator: torch.Generator) -> 
         weight.copy_(values)
 
 
-class DenseLinear(nn.Linear):
-    """``nn.Linear`` without bias whose initial weights come from slotlab's seeded generator."""
+class _SeededInit:
+    """What both dense layers share: their weights are drawn by slotlab's seeded generator, they have no scores."""
 
-    def __init__(self, in_features: int, out_features: int, init: str = "glorot") -> None:
-        super().__init__(in_features, out_features, bias=False)
-        self.init = init
+    weight: torch.Tensor
+    init: str
 
     def init_values(self, generator: torch.Generator) -> None:
         _draw_dense(self.weight, self.init, generator)
@@ -44,7 +43,15 @@ class DenseLinear(nn.Linear):
         return self.weight
 
 
-class DenseConv2d(nn.Conv2d):
+class DenseLinear(_SeededInit, nn.Linear):
+    """``nn.Linear`` without bias whose initial weights come from slotlab's seeded generator."""
+
+    def __init__(self, in_features: int, out_features: int, init: str = "glorot") -> None:
+        super().__init__(in_features, out_features, bias=False)
+        self.init = init
+
+
+class DenseConv2d(_SeededInit, nn.Conv2d):
     """``nn.Conv2d`` without bias whose initial weights come from slotlab's seeded generator."""
 
     def __init__(
@@ -52,15 +59,6 @@ class DenseConv2d(nn.Conv2d):
     ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=False)
         self.init = init
-
-    def init_values(self, generator: torch.Generator) -> None:
-        _draw_dense(self.weight, self.init, generator)
-
-    def init_scores(self, generator: torch.Generator) -> None:
-        """Dense layers have no scores."""
-
-    def effective_weight(self) -> torch.Tensor:
-        return self.weight
 
 
 class DenseFactory(LayerFactory):
