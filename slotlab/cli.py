@@ -74,8 +74,6 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    import torch
-
     from slotlab.checkpoint import atomic_save
     from slotlab.export import bits_per_connection, save_compact, to_plain
     from slotlab.runs import open_run
@@ -95,7 +93,6 @@ def _export(args: argparse.Namespace) -> None:
             f"wrote {out / 'compact.pt'}: {packed} bytes of selections "
             f"({bits_per_connection(run.config.k)} bits x {connections} connections) plus seeds and config"
         )
-    del torch
 
 
 def main(argv: list[str] | None = None) -> int:
