@@ -88,10 +88,12 @@ def save_compact(model: nn.Module, config, path: Path) -> int:
     slot_names = set()
     for name, module in model.named_modules():
         if isinstance(module, SlotLayer):
+            if module.eval_selection != "greedy":
+                raise SlotlabError(
+                    f"layer {name} evaluates with sampled selection; the compact export needs greedy"
+                )
             bits = bits_per_connection(module.k)
-            index = greedy_index(module.scores.detach()) if module.eval_selection == "greedy" else None
-            if index is None:
-                raise SlotlabError(f"layer {name} evaluates with sampled selection; export needs greedy")
+            index = greedy_index(module.scores.detach())
             packed = pack_indices(index, bits)
             layers[name] = {"bits": bits, "count": index.numel(), "packed": packed}
             packed_bytes += packed.numel()
@@ -129,8 +131,7 @@ def load_compact(path: Path) -> nn.Module:
             layer = modules[name]
             index = unpack_indices(entry["packed"], entry["bits"], entry["count"]).view(layer.weight_shape)
             layer.scores.zero_().scatter_(0, index.unsqueeze(0), 1.0)
-    missing = model.load_state_dict(payload["state"], strict=False)
-    unexpected = [k for k in missing.unexpected_keys]
+    unexpected = model.load_state_dict(payload["state"], strict=False).unexpected_keys
     if unexpected:
         raise SlotlabError(f"{path} holds tensors this model does not have ({unexpected[:3]}); wrong config?")
     return to_plain(model.eval())
