@@ -39,11 +39,15 @@ FIELD_HELP = {
     "protocol": "val: select on validation, test once (default); best-test: the papers' max test accuracy "
     "over epochs (optimistic)",
     "source": "finetune: the run (hash or folder) whose found network is finetuned",
+    # masks: Edge-Popup, Biprop, recycling
+    # end of masks
     "weight_seed": "seed of the random weight values",
     "score_seed": "seed of the scores (and of the learned baseline's random choice)",
     "data_seed": "seed of the data order and augmentation",
     "sample_seed": "seed of sampled selection and dropout",
     "split_seed": "seed of the train/validation split",
+    # LaPerm
+    # end of LaPerm
 }
 
 CHOICES = {
@@ -52,6 +56,8 @@ CHOICES = {
     "optimizer": ("sgd", "adam"),
     "schedule": ("constant", "cosine", "step", "restarts"),
     "protocol": ("val", "best-test"),
+    # masks
+    # LaPerm
 }
 
 
@@ -80,11 +86,17 @@ class RunConfig:
     augment: bool = False
     protocol: str = "val"
     source: str = ""
+    # --- masks: Edge-Popup, Biprop, recycling (fields added below this line) ---
+
+    # --- end of masks ---
     weight_seed: int = 0
     score_seed: int = 0
     data_seed: int = 0
     sample_seed: int = 0
     split_seed: int = 0
+    # --- LaPerm (fields added below this line) ---
+
+    # --- end of LaPerm ---
 
     def __post_init__(self) -> None:
         for f in fields(self):

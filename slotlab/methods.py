@@ -34,6 +34,8 @@ class Method:
     factory: Callable  # (config) -> LayerFactory
     inits: tuple[str, ...]
     build: Callable | None = None  # (config, input_shape, num_classes) -> Network; None: build and initialise
+    callbacks: Callable | None = None  # (config) -> list[Callback]: the method's periodic work, if any
+    check: Callable | None = None  # (config) -> None: raise SlotlabError on option values the method rejects
 
     def validate(self, config) -> None:
         if config.init != "default" and config.init not in self.inits:
@@ -44,6 +46,8 @@ class Method:
             raise SlotlabError(
                 "method finetune needs --source: the run folder or hash of a slots run to finetune"
             )
+        if self.check is not None:
+            self.check(config)
 
     def init_name(self, config) -> str:
         return self.inits[0] if config.init == "default" else config.init
@@ -115,6 +119,12 @@ def build(config, input_shape: tuple[int, int, int], num_classes: int) -> Networ
         return method.build(config, input_shape, num_classes)
     model = build_model(config.model, method.factory(config), input_shape, num_classes)
     return initialize(model, config.weight_seed, config.score_seed)
+
+
+def method_callbacks(config) -> list:
+    """The trainer callbacks ``config``'s method needs (recycling, syncs), in the order they run."""
+    make = METHODS[config.method].callbacks
+    return list(make(config)) if make is not None else []
 
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:

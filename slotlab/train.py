@@ -26,22 +26,37 @@ from torch import nn
 from slotlab.data import Batches, Splits, epoch_generator
 from slotlab.init import stream_seed
 from slotlab.layers.slot import SlotLayer
-from slotlab.methods import trainable_parameters
+from slotlab.methods import method_callbacks, trainable_parameters
 from slotlab.optim import make_optimizer, make_scheduler
 
 HISTORY_COLUMNS = ["epoch", "split", "loss", "accuracy", "lr", "seconds"]
 
 
 class Callback:
-    """Periodic work during training. Every hook receives the trainer; override the ones you need."""
+    """Periodic work during training. Every hook receives the trainer; override the ones you need.
+
+    Order within an epoch: ``on_step_end`` after every optimiser step; ``on_before_evaluate`` once the epoch's
+    steps are done and before validation (in-place weight edits that evaluated networks must include, such as a
+    LaPerm sync, go here); ``on_epoch_end`` after validation (checkpoints, snapshots).
+
+    A callback with state that must survive a resume (a generator, a step counter, saved initial values)
+    returns it from ``state_dict`` (tensors and plain Python only); the trainer stores it in ``last.pt``.
+    """
 
     def on_train_start(self, trainer: Trainer) -> None: ...
 
     def on_step_end(self, trainer: Trainer) -> None: ...
 
+    def on_before_evaluate(self, trainer: Trainer) -> None: ...
+
     def on_epoch_end(self, trainer: Trainer) -> None: ...
 
     def on_train_end(self, trainer: Trainer) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 def progress_enabled(progress: bool | None) -> bool:
@@ -75,7 +90,8 @@ class Trainer:
         self.device = device
         self.model = model.to(device)
         self.splits = splits
-        self.callbacks = list(callbacks)
+        # the method's own periodic work (recycling, syncs) runs before the caller's (checkpoints, recorders)
+        self.callbacks = [*method_callbacks(config), *callbacks]
         self.progress = progress_enabled(progress)
         self.train_batches = Batches(splits.train, splits.info, config.batch_size, device, config.augment)
         self.eval_batches = {
@@ -149,6 +165,8 @@ class Trainer:
                 cb.on_step_end(self)
             if bar is not None:
                 bar.update(1)
+        for cb in self.callbacks:
+            cb.on_before_evaluate(self)
         self.scheduler.step()
         train_seconds = time.perf_counter() - start
         self._log(
@@ -233,6 +251,7 @@ class Trainer:
             "rows": self.rows,
             "best_epoch": self.best_epoch,
             "best_score": self.best_score,
+            "callbacks": {key: cb.state_dict() for key, cb in self._keyed_callbacks().items()},
         }
 
     def load_state_dict(
@@ -245,3 +264,19 @@ class Trainer:
         self.rows = list(state["rows"])
         self.best_epoch, self.best_score = state["best_epoch"], state["best_score"]
         self.best_model_state = best_model_state
+        saved = state.get("callbacks", {})
+        for key, cb in self._keyed_callbacks().items():
+            if key in saved:
+                cb.load_state_dict(saved[key])
+
+    def _keyed_callbacks(self) -> dict[str, Callback]:
+        """Callbacks by class name (numbered when repeated), so a resume may add or drop stateless ones."""
+        keyed: dict[str, Callback] = {}
+        for cb in self.callbacks:
+            name = type(cb).__qualname__
+            key, n = name, 1
+            while key in keyed:
+                n += 1
+                key = f"{name}#{n}"
+            keyed[key] = cb
+        return keyed

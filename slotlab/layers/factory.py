@@ -29,6 +29,18 @@ class RandomWeightLayer(Protocol):
     def effective_weight(self) -> torch.Tensor: ...
 
 
+@runtime_checkable
+class SelectingLayer(Protocol):
+    """A random-weight layer whose learned object is a discrete choice, which the analyses record.
+
+    ``selection()`` returns that choice for the deterministic (evaluation) rule, shaped like the weight: the slot
+    index per connection as a small integer tensor (Slot Machines), or the keep-mask as a bool tensor (Edge-Popup,
+    Biprop). Analyses (snapshots, flip rates, mask similarity) work on these tensors only.
+    """
+
+    def selection(self) -> torch.Tensor: ...
+
+
 class LayerFactory:
     """Builds the layers of a model; subclasses swap in a method's weight rule.
 

@@ -157,6 +157,11 @@ class SlotLayer(nn.Module):
             return sample_index(self.scores.detach(), self.generator)
         return greedy_index(self.scores.detach())
 
+    @torch.no_grad()
+    def selection(self) -> torch.Tensor:
+        """The greedy slot index per connection, (*weight_shape), uint8 (int16 when K > 256): what analyses record."""
+        return greedy_index(self.scores).to(torch.uint8 if self.k <= 256 else torch.int16)
+
     def _rule(self) -> str:
         return self.selection if self.training else self.eval_selection
 
