@@ -161,6 +161,22 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+# The method-specific choices the Explorer offers; fields a method ignores stay at their defaults, so that they do
+# not change its config hash. A method missing here gets the choices every method has (model, data, seeds).
+METHOD_CHOICES: dict[str, tuple[str, ...]] = {
+    "slots": ("k", "selection"),
+    "learned": ("k",),
+    "finetune": ("source",),
+    "dense": (),
+}
+
+
+def method_choices(method: str) -> tuple[str, ...]:
+    """The method-specific fields (``k``, ``density``, ``selection``, ``source``...) that ``method`` uses."""
+    known = {f.name for f in fields(RunConfig)}
+    return tuple(name for name in METHOD_CHOICES.get(method, ()) if name in known)
+
+
 def recipe(method: str, profile: Profile, chosen: Mapping[str, Any]) -> dict[str, Any]:
     """The fields ``method``'s recipe sets at ``profile``; a method without a recipe gets the profile's epochs."""
     if method in RECIPES:
