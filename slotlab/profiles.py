@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import pandas as pd
+
 from slotlab.config import RunConfig
 from slotlab.errors import SlotlabError
 
@@ -225,3 +227,34 @@ def notebook_configs(notebook: str, profile: str | Profile | None = None) -> Not
     if notebook not in NOTEBOOKS:
         raise SlotlabError(f"no configs for notebook {notebook!r}; known notebooks: {', '.join(NOTEBOOKS)}")
     return NOTEBOOKS[notebook](get_profile(profile))
+
+
+def run_all(configs: Any, run: Callable[[RunConfig], Any] | None = None) -> Any:
+    """``load_or_run`` (or ``run``) over every config of a nested dict or list, keeping its shape."""
+    if run is None:
+        from slotlab.runs import load_or_run as run
+    if isinstance(configs, RunConfig):
+        return run(configs)
+    if isinstance(configs, Mapping):
+        return {key: run_all(value, run) for key, value in configs.items()}
+    if isinstance(configs, (list, tuple)):
+        return [run_all(value, run) for value in configs]
+    raise SlotlabError(f"expected configs in dicts or lists, got {type(configs).__name__}")
+
+
+def results_table(runs: Mapping[Any, Any], label: str = "run") -> pd.DataFrame:
+    """One row per run of ``{label value: RunResult}``: the label, what varies, and the accuracies in percent."""
+    rows = []
+    for key, result in runs.items():
+        c, m = result.config, result.metrics
+        rows.append(
+            {
+                label: key,
+                "method": c.method,
+                "val %": round(100 * m["val_accuracy"], 2),
+                "test %": round(100 * m["test_accuracy"], 2),
+                "best epoch": m["best_epoch"],
+                "epochs": m["epochs"],
+            }
+        )
+    return pd.DataFrame(rows)
