@@ -216,9 +216,21 @@ def _slot_machines_mnist(p: Profile) -> NotebookConfigs:
     }
 
 
+def _cifar10_gpu(p: Profile) -> NotebookConfigs:
+    """Slot Machines' CIFAR-10 models: Conv-2/4/6 (valid padding, dropout) at paper; Conv-2 on a subset else."""
+    models = ("conv2-sm", "conv4-sm", "conv6-sm") if p.is_paper else ("conv2-sm",)
+    scale = {"paper": {}, "smoke": {"train_size": 256, "val_size": 100}}.get(p.name, {"train_size": 5000})
+    common = {"dataset": "cifar10", "augment": True, "k": 8, **scale}
+    return {
+        "slots": {m: p.config("slots", model=m, **common) for m in models},
+        "learned": {m: p.config("learned", model=m, **common) for m in models},
+    }
+
+
 NOTEBOOKS: dict[str, Callable[[Profile], NotebookConfigs]] = {
     "00_quickstart": _quickstart,
     "01_slot_machines_mnist": _slot_machines_mnist,
+    "09_cifar10_gpu": _cifar10_gpu,
 }
 
 
