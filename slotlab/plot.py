@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 
 import matplotlib as mpl
+import matplotlib.ticker as ticker
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -53,7 +54,9 @@ def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
         raise SlotlabError(f"{what} takes the DataFrame of the matching analysis, got {type(frame).__name__}")
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise SlotlabError(f"{what} needs columns {', '.join(missing)}; pass the frame of the matching analysis")
+        raise SlotlabError(
+            f"{what} needs columns {', '.join(missing)}; pass the frame of the matching analysis"
+        )
     if frame.empty:
         raise SlotlabError(f"{what} got an empty frame; nothing to draw")
 
@@ -91,11 +94,13 @@ def plot_value_histograms(frame: pd.DataFrame, layers: Sequence[str] | None = No
                 ("selected", {"color": "C0", "alpha": 0.8, "label": "selected"}),
             ):
                 part = frame[(frame["layer"] == name) & (frame["kind"] == kind)]
-                ax.stairs(part["density"], [*part["bin_left"], part["bin_right"].iloc[-1]], fill=True, **style)
+                ax.stairs(
+                    part["density"], [*part["bin_left"], part["bin_right"].iloc[-1]], fill=True, **style
+                )
             ax.set_title(name)
             ax.set_xlabel("weight value")
         axes[0].set_ylabel("density")
-        axes[0].legend(loc="upper left")
+        axes[0].legend(loc="best")
     return fig
 
 
@@ -116,7 +121,9 @@ def _bars_per_layer(frame: pd.DataFrame, x: str, xlabel: str, what: str) -> Figu
 
 def plot_magnitude_ranks(frame: pd.DataFrame) -> Figure:
     """How often the selected value has each magnitude rank among its K (``magnitude_ranks``)."""
-    return _bars_per_layer(frame, "rank", "rank of |selected value| among K (0 = smallest)", "plot_magnitude_ranks")
+    return _bars_per_layer(
+        frame, "rank", "rank of |selected value| among K (0 = smallest)", "plot_magnitude_ranks"
+    )
 
 
 def plot_slot_usage(frame: pd.DataFrame) -> Figure:
@@ -143,6 +150,10 @@ def plot_flip_rates(frame: pd.DataFrame, layer: str | None = "all", x: str = "ep
             rate = part["flip_rate"].where(part["flip_rate"] > 0)  # a zero has no place on a log axis
             ax.plot(part[x].astype(float), 100 * rate, marker="o", label=str(label))
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
         ax.set_xlabel(x)
         ax.set_ylabel("connections changed (%)")
         ax.set_title("selection flips" + (f" ({layer})" if layer not in (None, "all") else ""))
@@ -184,7 +195,9 @@ def plot_similarity_matrix(
             square=True,
             annot=annotate,
             fmt=".3f",
-            cbar_kws={"label": metric},
+            cbar_kws={
+                "label": metric if upper is None else f"{metric} / {upper.attrs.get('metric', 'upper')}"
+            },
         )
         ax.set_xlabel("")
         ax.set_ylabel("")
@@ -260,7 +273,8 @@ def plot_weight_profiles(frame: pd.DataFrame, layers: Sequence[str] | None = Non
                     np.column_stack([g["quantile"].to_numpy(), g["value"].to_numpy()])
                     for _, g in part.groupby("neuron", sort=False)
                 ]
-                ax.add_collection(LineCollection(lines, linewidths=0.6, alpha=0.25, color="C0"))
+                alpha = min(1.0, max(0.03, 10 / max(len(lines), 1)))  # many neurons: fainter lines
+                ax.add_collection(LineCollection(lines, linewidths=0.6, alpha=alpha, color="C0"))
                 ax.autoscale()
                 ax.set_title(f"{name} ({checkpoint})" if len(checkpoints) > 1 else name)
                 if i == len(names) - 1:
@@ -286,12 +300,13 @@ def plot_kept_pruned_norms(frame: pd.DataFrame) -> Figure:
             part = part.set_index("layer").reindex(layers)
             x = np.arange(len(layers)) + (i - (len(runs) - 1) / 2) * width
             colour = f"C{i}"
-            ax.bar(x, part["kept_norm"], width, color=colour, label=f"{run} kept" if run else "kept")
-            ax.bar(x, -part["pruned_norm"], width, color=colour, alpha=0.45, label=f"{run} pruned" if run else "pruned")
+            ax.bar(x, part["kept_norm"], width, color=colour, label=run)
+            ax.bar(x, -part["pruned_norm"], width, color=colour, alpha=0.45)  # lighter: pruned
         ax.axhline(0, color="k", linewidth=0.8)
         ax.set_xticks(range(len(layers)), layers, rotation=45, ha="right")
-        ax.set_ylabel("Frobenius norm (kept +, pruned -)")
-        ax.legend(ncols=2)
+        ax.set_ylabel("norm: kept (+), pruned (-)")
+        if runs != [None]:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig
 
 

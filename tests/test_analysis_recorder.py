@@ -56,7 +56,9 @@ def test_recorder_round_trip_on_a_real_slots_run(tmp_path: Path) -> None:
     first, last = snapshots[0].read(), snapshots[-1].read()
     assert all(torch.equal(first[n], s) for n, s in selections_of(run, "init").items())
     assert all(torch.equal(last[n], s) for n, s in selections_of(run, "last").items())
-    assert all(p.stat().st_size < 300_000 for p in snapshots.folder.iterdir())  # 266k connections, a byte each
+    assert all(
+        p.stat().st_size < 300_000 for p in snapshots.folder.iterdir()
+    )  # 266k connections, a byte each
     assert not [p for p in snapshots.folder.iterdir() if p.name.endswith(".tmp")]
     assert recorder.count == 4
     # the flips between the stored snapshots are those between the checkpoints

@@ -153,7 +153,7 @@ class SlotLayer(nn.Module):
             self.scores.copy_(drawn)
 
     def selected_index(self) -> torch.Tensor:
-        """The slot each connection uses in the current mode (training: ``train_selection``; eval: ``eval_selection``)."""
+        """The slot each connection uses now (training: ``train_selection``; evaluation: ``eval_selection``)."""
         if self._rule() == "sampled":
             return sample_index(self.scores.detach(), self.generator)
         return greedy_index(self.scores.detach())
