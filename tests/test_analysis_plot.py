@@ -71,7 +71,7 @@ def figures() -> dict[str, Figure]:
 def test_every_plot_draws_and_saves_pdf_svg_png(tmp_path: Path) -> None:
     for name, fig in figures().items():
         assert isinstance(fig, Figure)
-        written = plot.save_figure(fig, tmp_path / name)
+        written = plot.save_figure(fig, tmp_path / name, dpi=80)
         assert [p.name for p in written] == [f"{name}.pdf", f"{name}.svg", f"{name}.png"]
         pdf, svg, png = (p.read_bytes() for p in written)
         assert pdf.startswith(b"%PDF") and png.startswith(b"\x89PNG")
@@ -105,6 +105,8 @@ def test_style_is_paper_and_readable() -> None:
         assert matplotlib.rcParams["pdf.fonttype"] == 42 and matplotlib.rcParams["svg.fonttype"] == "none"
         assert matplotlib.rcParams["xtick.labelsize"] >= 12  # legible on a projector
     assert plot.style_path().is_file()
+    with matplotlib.style.context("slotlab.styles.paper"):  # the sheet is importable by name, too
+        assert matplotlib.rcParams["pdf.fonttype"] == 42
     assert dict(matplotlib.rcParams) == before  # restored: the caller's own figures are untouched
 
 

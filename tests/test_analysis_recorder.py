@@ -85,6 +85,11 @@ def test_recorder_survives_a_resume(tmp_path: Path) -> None:
     assert max(int(p.name[5:13]) for p in cut_folder.iterdir()) == 4  # ahead of last.pt (step 2)
     with pytest.raises(SlotlabError, match=r"recorded every 1 step"):
         load_or_run(config, root=tmp_path / "cut", callbacks=[Recorder(every=2, unit="step")])
+    with pytest.raises(KeyboardInterrupt):  # resumes at step 2: the snapshots of steps 3 and 4 are stale
+        load_or_run(
+            config, root=tmp_path / "cut", callbacks=[Recorder(every=1, unit="step"), Interrupt(at_step=3)]
+        )
+    assert sorted(int(p.name[5:13]) for p in cut_folder.iterdir()) == [0, 1, 2, 3]
     resumed = load_or_run(config, root=tmp_path / "cut", callbacks=[Recorder(every=1, unit="step")])
     a, b = load_snapshots(whole), load_snapshots(resumed)
     assert a.frame().equals(b.frame()) and a.frame()["step"].tolist() == list(range(7))

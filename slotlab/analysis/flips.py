@@ -7,6 +7,8 @@ switching. The same count on keep-masks measures mask churn in Edge-Popup and Bi
     flip rate (layer l, snapshot t) = #{connections c of l : s_t(c) != s_{t-1}(c)} / #connections of l
 
 The whole-network row (layer "all") divides the summed counts by all connections, so large layers weigh more.
+The recorded choice is the deterministic one (``selection()``: the argmax of the scores for slots, also in a
+sampled-selection run), as REFERENCE §1.6.8 computes it; the sampled draws themselves change at every step.
 """
 
 from __future__ import annotations

@@ -117,11 +117,10 @@ class Recorder(Callback):
                 f"Recorder found no layer with a selection in the {trainer.config.method} model; "
                 f"record slots, Edge-Popup or Biprop runs"
             )
-        for step, _, path in _snapshot_files(
-            self.folder
-        ):  # an interrupted epoch is replayed: its snapshots too
-            if step > trainer.step:
-                path.unlink()
+        # an interrupted epoch is replayed from the last checkpoint: its snapshots are taken again
+        stale = [path for step, _, path in _snapshot_files(self.folder) if step > trainer.step]
+        for path in stale if _is_main_process() else []:
+            path.unlink()
         if trainer.step == 0:
             self.snapshot(trainer)
 
@@ -145,7 +144,9 @@ class Recorder(Callback):
 
     # --- work --------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def snapshot(self, trainer) -> Path:
+    def snapshot(self, trainer) -> Path | None:
+        if not _is_main_process():  # every rank holds the same selection; one writes it
+            return None
         start = time.perf_counter()
         selections = {name: layer.selection() for name, layer in selecting_layers(trainer.model)}
         state = {
@@ -172,6 +173,11 @@ class Recorder(Callback):
                 "Recorder(path=...)"
             )
         return Path(folders[0])
+
+
+def _is_main_process() -> bool:
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    return not distributed or torch.distributed.get_rank() == 0
 
 
 def _snapshot_files(folder: Path) -> list[tuple[int, int, Path]]:
