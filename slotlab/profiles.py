@@ -216,6 +216,10 @@ def _slot_machines_mnist(p: Profile) -> NotebookConfigs:
     }
 
 
+def _selections_and_flips(p: Profile) -> NotebookConfigs:
+    return {"greedy": p.config("slots", k=8), "sampled": p.config("slots", k=8, selection="sampled")}
+
+
 def _cifar10_gpu(p: Profile) -> NotebookConfigs:
     """Slot Machines' CIFAR-10 models: Conv-2/4/6 (valid padding, dropout) at paper; Conv-2 on a subset else."""
     models = ("conv2-sm", "conv4-sm", "conv6-sm") if p.is_paper else ("conv2-sm",)
@@ -230,6 +234,7 @@ def _cifar10_gpu(p: Profile) -> NotebookConfigs:
 NOTEBOOKS: dict[str, Callable[[Profile], NotebookConfigs]] = {
     "00_quickstart": _quickstart,
     "01_slot_machines_mnist": _slot_machines_mnist,
+    "02_selections_and_flips": _selections_and_flips,
     "09_cifar10_gpu": _cifar10_gpu,
 }
 

@@ -4,8 +4,10 @@
 ``ipywidgets.Image``; ``run_live(config)`` is ``load_or_run`` with that plot (a cached run shows its stored
 history instead). The ``Explorer`` picks a method, model, dataset, K or density and seeds, trains on demand (the
 Train button, never a slider move) with the live plot, keeps a table of its results and shows any layer's learned
-selection (slot index or keep-mask per connection) as an image. Methods come from ``slotlab.methods.METHODS``, so
-every registered method appears in its menu.
+selection (slot index or keep-mask per connection) as an image, with a slider over the selection snapshots
+recorded while it trained (``slotlab.analysis.Recorder``) to watch choices flip. Methods come from
+``slotlab.methods.METHODS``, so every registered method appears in its menu. ``run_recorded(config)`` trains with
+snapshots for the notebooks' flip-rate analyses.
 
 Everything draws into widgets with matplotlib's Agg canvas, so the callbacks run, and are tested, without a
 browser.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import html
 import io
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as w
@@ -25,6 +28,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from slotlab.analysis import Recorder, load_snapshots
 from slotlab.config import RunConfig
 from slotlab.data import dataset_names
 from slotlab.errors import SlotlabError
@@ -32,7 +36,7 @@ from slotlab.layers.factory import SelectingLayer
 from slotlab.methods import METHODS
 from slotlab.models import model_names
 from slotlab.profiles import Profile, get_profile, method_choices
-from slotlab.runs import RunResult, load_or_run
+from slotlab.runs import RunResult, load_or_run, runs_root
 from slotlab.train import Callback, Trainer
 
 SPLIT_STYLE = {"train": "-", "val": "--", "test": "o"}
@@ -103,6 +107,46 @@ def run_live(config: RunConfig, callbacks: Sequence[Callback] = (), **kwargs: An
     if plot.draws == 0:
         plot.update(result.history)
     plot.display()
+    return result
+
+
+RECORDED_DIR = "recorded"
+
+
+class SelectionRecorder(Recorder):
+    """A ``Recorder`` that stands aside for networks without a selection (dense, finetune), instead of failing."""
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self.active = bool(selecting_layers(trainer.model))
+        if self.active:
+            super().on_train_start(trainer)
+
+    def on_step_end(self, trainer: Trainer) -> None:
+        if self.active:
+            super().on_step_end(trainer)
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        if self.active:
+            super().on_epoch_end(trainer)
+
+
+def run_recorded(
+    config: RunConfig, every: int = 1, unit: str = "epoch", live: bool = False, root: str | Path | None = None
+) -> RunResult:
+    """``load_or_run`` with selection snapshots every ``every`` epochs (or steps), for flip rates and sliders.
+
+    Recorded runs live in ``<runs root>/recorded/``: a run of the same config finished elsewhere without a
+    recorder holds no snapshots, and a finished run is read back, never retrained.
+    """
+    folder = Path(root) if root is not None else runs_root() / RECORDED_DIR
+    plot = LivePlot(title=config.name) if live else None
+    recorder = Recorder(every=every, unit=unit)
+    result = load_or_run(config, root=folder, callbacks=[recorder, *([plot] if plot else [])])
+    if plot is not None:
+        if plot.draws == 0:
+            plot.update(result.history)
+        plot.display()
+    load_snapshots(result)  # a clear error if a finished run in this folder was trained without a recorder
     return result
 
 
@@ -202,6 +246,10 @@ class Explorer:
         self.run_choice = w.Dropdown(options=[], description="run", style=style)
         self.layer = w.Dropdown(options=[], description="layer", style=style)
         self.selection_image = w.Image(format="png")
+        self.snapshot = w.IntSlider(value=0, min=0, max=0, description="snapshot", disabled=True, style=style)
+        self.snapshot_label = w.Label()
+        self._snapshots: Any = None
+        self._snapshot_cache: dict[int, dict[str, torch.Tensor]] = {}
         self._selection_figure = Figure(figsize=(8, 3))
         self._viewed: nn.Module | None = None
         self._quiet = False
@@ -210,6 +258,7 @@ class Explorer:
         self._on_method({"new": self.method.value})
         self.run_choice.observe(self._on_run_choice, names="value")
         self.layer.observe(self._on_layer, names="value")
+        self.snapshot.observe(self._on_snapshot, names="value")
         controls = w.VBox(
             [
                 w.HBox([self.method, self.model, self.dataset]),
@@ -218,7 +267,13 @@ class Explorer:
                 w.HBox([self.train_button, self.status]),
             ]
         )
-        viewer = w.VBox([w.HBox([self.run_choice, self.layer]), self.selection_image])
+        viewer = w.VBox(
+            [
+                w.HBox([self.run_choice, self.layer]),
+                w.HBox([self.snapshot, self.snapshot_label]),
+                self.selection_image,
+            ]
+        )
         self.widget = w.VBox(
             [
                 w.HTML(f"<b>slotlab explorer</b> &middot; profile <code>{self.profile.name}</code>"),
@@ -263,7 +318,7 @@ class Explorer:
         self.train_button.disabled = True
         try:
             with self.log:
-                result = load_or_run(config, callbacks=[self.plot])
+                result = load_or_run(config, callbacks=[SelectionRecorder(every=1, unit="epoch"), self.plot])
         except SlotlabError as error:
             self._say(str(error), error=True)
             return None
@@ -333,7 +388,7 @@ class Explorer:
             self.show_selection(change["new"])
 
     def view_run(self, name: str) -> None:
-        """Load run ``name``'s best network into the viewer and show its first selecting layer."""
+        """Load run ``name`` into the viewer: its best network, its snapshots (if recorded), its first layer."""
         result = next((r for r in self.results if r.config.name == name), None)
         if result is None:
             raise SlotlabError(
@@ -341,33 +396,91 @@ class Explorer:
             )
         self._viewed = result.model("best")
         names = list(selecting_layers(self._viewed))
+        self._snapshots, self._snapshot_cache = None, {}
+        if names and (result.path / "selections").is_dir():
+            self._snapshots = load_snapshots(result)
         self._quiet = True
         try:
             self.layer.options = names
             self.layer.value = names[0] if names else None
+            if self._snapshots is not None:
+                epochs = [s.epoch for s in self._snapshots]
+                best = result.metrics["best_epoch"]
+                self.snapshot.max = len(self._snapshots) - 1
+                self.snapshot.value = epochs.index(best) if best in epochs else len(epochs) - 1
+            else:
+                self.snapshot.value, self.snapshot.max = 0, 0
+            self.snapshot.disabled = self._snapshots is None
         finally:
             self._quiet = False
         if names:
             self.show_selection(names[0])
         else:
+            self.snapshot_label.value = ""
             self._selection_figure.clear()
             self._selection_figure.text(
                 0.5, 0.5, f"{result.config.method} learns weights, not a selection", ha="center", va="center"
             )
             self.selection_image.value = figure_png(self._selection_figure)
 
+    def _on_snapshot(self, change: dict[str, Any]) -> None:
+        if not self._quiet and self.layer.value is not None:
+            self.show_selection(self.layer.value)
+
+    def _snapshot_selections(self, index: int) -> dict[str, torch.Tensor]:
+        if index not in self._snapshot_cache:
+            self._snapshot_cache[index] = self._snapshots[index].read()
+        return self._snapshot_cache[index]
+
     def show_selection(self, layer_name: str) -> np.ndarray:
-        """Draw layer ``layer_name``'s selection of the viewed run into the viewer; returns the drawn array."""
+        """Draw layer ``layer_name``'s selection into the viewer and return it as the drawn 2-D array.
+
+        With recorded snapshots, the selection is the one of the snapshot under the slider, next to the
+        connections that changed since the snapshot before it; without, the best network's.
+        """
         layers = selecting_layers(self._viewed) if self._viewed is not None else {}
         if layer_name not in layers:
             raise SlotlabError(
                 f"no selecting layer {layer_name!r} in the viewed run; layers: {', '.join(layers)}"
             )
         layer = layers[layer_name]
-        selection = layer_selection(layer)
         self._selection_figure.clear()
-        ax = self._selection_figure.subplots()
-        image = draw_selection(ax, selection, layer_name, getattr(layer, "k", None))
-        self._selection_figure.colorbar(image, ax=ax)
+        if self._snapshots is None:
+            selection = layer_selection(layer)
+            ax = self._selection_figure.subplots()
+            self._selection_figure.colorbar(
+                draw_selection(ax, selection, layer_name, getattr(layer, "k", None)), ax=ax
+            )
+            self.snapshot_label.value = "best epoch (no snapshots recorded)"
+        else:
+            i = self.snapshot.value
+            snapshot = self._snapshots[i]
+            selection = self._snapshot_selections(i)[layer_name]
+            previous = self._snapshot_selections(i - 1)[layer_name] if i > 0 else selection
+            changed = selection != previous
+            share = f"{changed.float().mean():.2%}"
+            left, right = self._selection_figure.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+            image = draw_selection(
+                left, selection, f"{layer_name}, epoch {snapshot.epoch}", getattr(layer, "k", None)
+            )
+            self._selection_figure.colorbar(image, ax=left)
+            right.imshow(
+                selection_matrix(changed),
+                cmap="Greys",
+                vmin=0,
+                vmax=1,
+                aspect="auto",
+                interpolation="nearest",
+            )
+            right.set_title(
+                f"changed since the snapshot before ({share})",
+                loc="left",
+                fontsize="medium",
+            )
+            right.set_xticks([])
+            right.set_yticks([])
+            self.snapshot_label.value = (
+                f"epoch {snapshot.epoch}, step {snapshot.step}: {share} of {layer_name} changed"
+            )
         self.selection_image.value = figure_png(self._selection_figure)
         return selection_matrix(selection)

@@ -6,11 +6,19 @@ import numpy as np
 import pytest
 import torch
 
+from slotlab.analysis import load_snapshots
 from slotlab.config import RunConfig
 from slotlab.methods import METHODS
 from slotlab.runs import load_or_run, runs_root
 from slotlab.train import Trainer
-from slotlab.widgets import Explorer, LivePlot, layer_selection, selecting_layers, selection_matrix
+from slotlab.widgets import (
+    Explorer,
+    LivePlot,
+    layer_selection,
+    run_recorded,
+    selecting_layers,
+    selection_matrix,
+)
 
 
 def line_data(plot: LivePlot, axis: int, label: str) -> np.ndarray:
@@ -132,3 +140,46 @@ def test_controls_a_method_ignores_are_disabled_and_left_out_of_its_config() -> 
     )  # K and selection not passed
     explorer.method.value = "learned"
     assert not explorer.k.disabled and explorer.config().k == 4
+
+
+def greedy(result, which: str, name: str) -> np.ndarray:
+    return selecting_layers(result.model(which))[name].scores.detach().argmax(0).numpy()
+
+
+def test_snapshot_slider_walks_through_the_recorded_selections() -> None:
+    explorer = Explorer("smoke")
+    explorer.epochs.value, explorer.k.value = 3, 4
+    result = explorer.train()
+    epochs = [s.epoch for s in load_snapshots(result)]
+    assert epochs == [0, 1, 2, 3]
+    assert not explorer.snapshot.disabled and explorer.snapshot.max == 3
+    assert explorer.snapshot.value == epochs.index(result.metrics["best_epoch"])
+    name = explorer.layer.value
+    assert np.array_equal(explorer.show_selection(name), greedy(result, "best", name))
+
+    explorer.snapshot.value = 0  # the observer redraws: the selection before training
+    first_image = explorer.selection_image.value
+    initial = explorer.show_selection(name)
+    assert np.array_equal(initial, greedy(result, "init", name))
+    assert "0.00%" in explorer.snapshot_label.value
+    explorer.snapshot.value = 1
+    after_one = explorer.show_selection(name)
+    assert f"{(after_one != initial).mean():.2%}" in explorer.snapshot_label.value
+    assert explorer.selection_image.value != first_image
+
+
+def test_runs_without_a_selection_record_nothing() -> None:
+    explorer = Explorer("smoke")
+    explorer.epochs.value = 1
+    explorer.method.value = "dense"
+    result = explorer.train()
+    assert not (result.path / "selections").exists() and explorer.snapshot.disabled
+
+
+def test_run_recorded_keeps_its_snapshots_apart_and_reads_them_back(monkeypatch) -> None:
+    config = RunConfig(dataset="synthetic", epochs=2, k=2, train_size=256, val_size=100)
+    load_or_run(config)  # the same config, trained without a recorder, in the main runs folder
+    recorded = run_recorded(config)
+    assert recorded.path.parent == runs_root() / "recorded" and len(load_snapshots(recorded)) == 3
+    monkeypatch.setattr(Trainer, "fit", lambda self: pytest.fail("trained again"))
+    assert run_recorded(config).metrics == recorded.metrics
