@@ -29,6 +29,7 @@ import pandas as pd
 
 from slotlab.config import RunConfig
 from slotlab.errors import SlotlabError
+from slotlab.methods import METHODS
 
 ENV_VAR = "SLOTLAB_PROFILE"
 DEFAULT_PROFILE = "laptop"
@@ -58,7 +59,8 @@ class Profile:
     def config(self, method: str = "slots", **choices: Any) -> RunConfig:
         """A full config for ``method`` with ``choices`` (model, dataset, k, seeds...) at this profile's scale.
 
-        The method's recipe supplies what the caller leaves out; the dataset is swapped where the profile does so.
+        What the caller leaves out comes from the method's recipe here, else from the method's own defaults
+        (``Method.defaults``, where a method declares them); the dataset is swapped where the profile does so.
         """
         known = {f.name for f in fields(RunConfig)}
         unknown = sorted(set(choices) - known)
@@ -67,7 +69,8 @@ class Profile:
         chosen = {"model": "lenet300", "dataset": "mnist", **choices, "method": method}
         chosen["dataset"] = self.dataset(chosen["dataset"])
         scale: dict[str, Any] = {"train_size": self.train_size, "val_size": self.val_size}
-        return RunConfig(**{**scale, **recipe(method, self, chosen), **chosen})
+        defaults = dict(getattr(METHODS.get(method), "defaults", None) or {})
+        return RunConfig(**{**scale, **defaults, **recipe(method, self, chosen), **chosen})
 
 
 PROFILES: dict[str, Profile] = {
