@@ -30,7 +30,7 @@ def test_smoke_configs_of_every_notebook_are_tiny_and_synthetic() -> None:
         configs = all_configs(notebook_configs(notebook, "smoke"))
         assert configs
         for config in configs:
-            assert config.dataset.startswith("synthetic") and config.epochs <= 2, (notebook, config.name)
+            assert config.dataset.startswith("synthetic") and config.epochs == 1, (notebook, config.name)
 
 
 def test_laptop_and_paper_use_the_real_data() -> None:
