@@ -1,0 +1,104 @@
+"""Fixtures of the browser tests: one JupyterLab server and one Chromium for the session, a fresh page per test.
+
+Every test here is marked ``e2e`` (deselect with ``-m "not e2e"``). Without Chromium or Playwright they skip with
+the reason, unless ``SLOTLAB_E2E_REQUIRED`` is set (as in CI), where they fail instead. Screenshots of each step go
+to ``tests/e2e/artifacts/<test>/`` (git-ignored), with a last one when a test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.lab import LabServer, NotebookPage, chromium, chromium_missing_reason, jupyter_lab
+
+HERE = Path(__file__).parent
+PROJECT = HERE.parent.parent
+ARTIFACTS = Path(os.environ.get("SLOTLAB_E2E_ARTIFACTS", HERE / "artifacts"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reason = chromium_missing_reason()
+    for item in items:
+        if HERE not in Path(str(item.fspath)).parents:
+            continue
+        item.add_marker(pytest.mark.e2e)
+        if reason and not os.environ.get("SLOTLAB_E2E_REQUIRED"):
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+@pytest.fixture(scope="session")
+def lab_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the notebooks to serve, so that nothing a test does can write into the checkout."""
+    root = tmp_path_factory.mktemp("lab-root")
+    shutil.copytree(HERE / "notebooks", root / "e2e")
+    shutil.copytree(
+        PROJECT / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints")
+    )
+    return root
+
+
+@pytest.fixture(scope="session")
+def lab_server(lab_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    reason = chromium_missing_reason()
+    if reason:
+        pytest.fail(reason)  # only reached when SLOTLAB_E2E_REQUIRED made the tests run anyway
+    home = tmp_path_factory.mktemp("lab-home")
+    env = {
+        "SLOTLAB_PROFILE": "smoke",
+        "SLOTLAB_RUNS": str(home / "runs"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")])),
+        "CI": None,  # progress bars and all, as a student sees the notebooks
+    }
+    with jupyter_lab(lab_root, home, env) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def browser_context(tmp_path_factory: pytest.TempPathFactory, lab_server: LabServer) -> Iterator:
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as context:
+        yield context
+
+
+@pytest.fixture
+def notebook_page(
+    request: pytest.FixtureRequest, browser_context, lab_server: LabServer
+) -> Iterator[NotebookPage]:
+    artifacts = ARTIFACTS / request.node.name
+    shutil.rmtree(artifacts, ignore_errors=True)
+    page = browser_context.new_page()
+    notebook = NotebookPage(page, artifacts)
+    try:
+        yield notebook
+    finally:
+        report = getattr(request.node, "report_call", None)
+        if report is not None and report.failed:
+            try:
+                notebook.screenshot("failure")
+                (artifacts / "console.txt").write_text("\n".join(notebook.console))
+            except Exception as error:  # the page may be what broke; the test's own failure is what matters
+                print(f"no failure screenshot: {error}")
+        page.close()
+        shut_down_kernels(lab_server)
+
+
+def shut_down_kernels(server: LabServer) -> None:
+    """Stop the kernels a test started, so the next test has the CPU to itself."""
+    for kernel in server.api("kernels"):
+        request = urllib.request.Request(server.url(f"api/kernels/{kernel['id']}"), method="DELETE")
+        try:
+            urllib.request.urlopen(request, timeout=10).close()
+        except OSError as error:
+            print(f"kernel {kernel['id']} not shut down: {error}")

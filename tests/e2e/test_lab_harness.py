@@ -1,0 +1,74 @@
+"""The harness itself, on a small notebook of its own: a figure, a slider, a dropdown and a button that redraws a
+plot and shows a table. If these fail, the notebooks' own browser tests cannot be trusted either way."""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.lab import NotebookPage, chromium, group_alive, jupyter_lab
+
+HARNESS_NOTEBOOK = "e2e/widgets_and_figure.ipynb"
+
+
+def test_server_and_browser_stop_when_the_test_fails(tmp_path: Path, lab_root: Path) -> None:
+    with pytest.raises(RuntimeError, match="a failing test"):
+        with jupyter_lab(lab_root, tmp_path / "home") as server:
+            pgid = os.getpgid(server.process.pid)
+            with chromium(tmp_path / "profile") as context:
+                browser = context.browser
+                page = context.new_page()
+                page.goto(server.url("api/status"))
+                assert '"started"' in page.content()
+                raise RuntimeError("a failing test")
+    assert server.process.poll() is not None, "jupyter lab still running"
+    assert not group_alive(pgid), "a process of the server's group (a kernel) is still running"
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(server.url("api/status"), timeout=2)
+    assert browser is None or not browser.is_connected()
+    assert context.pages == []
+
+
+def test_figure_and_widgets_render_and_respond(notebook_page: NotebookPage, lab_server) -> None:
+    nb = notebook_page
+    nb.open(lab_server, HARNESS_NOTEBOOK)
+    assert "Python 3" in nb.kernel_name()
+
+    nb.run_all()
+    prompts = nb.wait_for_all_cells(timeout=90)
+    nb.screenshot("ran-all")
+    assert len(prompts) == 3
+    assert nb.error_outputs() == []
+    assert nb.widget_problems() == []
+    assert nb.dialogs() == []
+
+    figures = nb.images()
+    assert len(figures) == 1, figures
+    figure = figures[0]
+    assert figure["complete"] and figure["natural_width"] > 0, figure
+    assert figure["width"] >= 500, f"figure only {figure['width']:.0f} px wide on a 1280 px screen"
+
+    controls = nb.controls()
+    assert controls["slider"] == 1 and controls["dropdown"] == 1 and controls["button"] == 1, controls
+
+    explorer = nb.output_of_cell_containing("train.on_click")
+    outputs = explorer.locator(".jp-Cell-outputWrapper")
+    outputs.scroll_into_view_if_needed()
+    nb.screenshot("controls")
+    explorer.locator(".widget-dropdown select").select_option("cos")
+    nb.watch_images(outputs)
+    explorer.locator("button.jupyter-button", has_text="Train").click()
+    table = explorer.locator("table.dataframe")
+    table.wait_for(state="visible", timeout=30_000)
+    table.scroll_into_view_if_needed()
+    nb.screenshot("trained")
+    nb.screenshot("trained-output", outputs)
+    plots = nb.images(explorer)
+    assert len(plots) == 1 and plots[0]["complete"] and plots[0]["natural_width"] > 0, plots
+    assert nb.seen_images(outputs) >= 2, "the plot should be redrawn while training runs, not only at the end"
+    assert "cos" in table.inner_text()
+    assert nb.error_outputs() == []
