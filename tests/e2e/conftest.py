@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.lab import LabServer, NotebookPage, chromium, chromium_missing_reason, jupyter_lab
+from tests.e2e.lab import (
+    LabServer,
+    NotebookPage,
+    chromium,
+    chromium_missing_reason,
+    jupyter_lab,
+    playwright_driver,
+)
 
 HERE = Path(__file__).parent
 PROJECT = HERE.parent.parent
@@ -39,6 +46,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return report
 
 
+def require_browser() -> None:
+    reason = chromium_missing_reason()
+    if reason:
+        pytest.fail(reason)  # only reached when SLOTLAB_E2E_REQUIRED made the tests run anyway
+
+
 @pytest.fixture(scope="session")
 def lab_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the notebooks to serve, so that nothing a test does can write into the checkout."""
@@ -52,9 +65,7 @@ def lab_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def lab_server(lab_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
-    reason = chromium_missing_reason()
-    if reason:
-        pytest.fail(reason)  # only reached when SLOTLAB_E2E_REQUIRED made the tests run anyway
+    require_browser()
     home = tmp_path_factory.mktemp("lab-home")
     env = {
         "SLOTLAB_PROFILE": "smoke",
@@ -67,8 +78,15 @@ def lab_server(lab_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 @pytest.fixture(scope="session")
-def browser_context(tmp_path_factory: pytest.TempPathFactory, lab_server: LabServer) -> Iterator:
-    with chromium(tmp_path_factory.mktemp("chromium-profile")) as context:
+def playwright() -> Iterator:
+    require_browser()
+    with playwright_driver() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="session")
+def browser_context(tmp_path_factory: pytest.TempPathFactory, playwright) -> Iterator:
+    with chromium(playwright, tmp_path_factory.mktemp("chromium-profile")) as context:
         yield context
 
 

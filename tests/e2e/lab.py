@@ -218,28 +218,47 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
+def processes_using(argument: str) -> list[int]:
+    """Process ids whose command line contains ``argument`` (a browser's profile folder, say)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if argument.encode() in (proc / "cmdline").read_bytes():
+                    found.append(int(proc.name))
+            except OSError:
+                pass
+    return found
+
+
 @contextlib.contextmanager
-def chromium(profile: Path) -> Iterator[Any]:
-    """Headless Debian Chromium through Playwright, with a fresh profile folder; yields the browser context."""
+def playwright_driver() -> Iterator[Any]:
+    """Playwright's driver (one per thread: every browser of a test session is started from it)."""
     from playwright.sync_api import sync_playwright
 
+    with sync_playwright() as playwright:
+        yield playwright
+
+
+@contextlib.contextmanager
+def chromium(playwright: Any, profile: Path) -> Iterator[Any]:
+    """Headless Debian Chromium with a fresh profile folder, started by ``playwright``; yields its context."""
     if profile.exists():
         shutil.rmtree(profile)
     profile.mkdir(parents=True)
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport=VIEWPORT,
-            device_scale_factor=1,
-            timeout=60_000,
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+    context = playwright.chromium.launch_persistent_context(
+        str(profile),
+        executable_path=CHROMIUM,
+        headless=True,
+        args=CHROMIUM_ARGS,
+        viewport=VIEWPORT,
+        device_scale_factor=1,
+        timeout=60_000,
+    )
+    try:
+        yield context
+    finally:
+        context.close()
 
 
 # --- What a user does in the page, and what a test checks of it ---------------------------------------------
@@ -258,6 +277,11 @@ class NotebookPage:
         page.on("console", lambda message: self.console.append(f"{message.type}: {message.text}"))
         page.on("pageerror", lambda error: self.console.append(f"pageerror: {error}"))
 
+    @property
+    def panel(self) -> Any:
+        """The notebook on screen (other tabs stay in the page, hidden)."""
+        return self.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+
     def screenshot(self, name: str, locator: Any = None) -> Path:
         self.step += 1
         path = self.artifacts / f"{self.step:02d}-{name}.png"
@@ -268,10 +292,9 @@ class NotebookPage:
     def open(self, server: LabServer, notebook: str, timeout: float = 90.0) -> None:
         """Open ``notebook`` (relative to the server root) and wait until its kernel is idle. A dialog that comes
         up instead (kernel selection, an error) fails the test with its text, as it would stop a student."""
-        self.page.goto(server.url(f"lab/tree/{notebook}"), timeout=timeout * 1000)
-        self.page.locator(".jp-NotebookPanel .jp-Notebook").first.wait_for(
-            state="visible", timeout=timeout * 1000
-        )
+        # reset: no tabs restored from an earlier test's workspace
+        self.page.goto(server.url(f"lab/tree/{notebook}?reset"), timeout=timeout * 1000)
+        self.panel.locator(".jp-Notebook").wait_for(state="visible", timeout=timeout * 1000)
         deadline = time.monotonic() + timeout
         while not self.kernel_idle():
             dialogs = self.dialogs()
@@ -292,7 +315,7 @@ class NotebookPage:
 
     def kernel_name(self) -> str:
         """The kernel the notebook's toolbar names ("No Kernel" when none was chosen)."""
-        return self.page.locator(".jp-NotebookPanel-toolbar .jp-KernelName").first.inner_text().strip()
+        return self.panel.locator(".jp-NotebookPanel-toolbar .jp-KernelName").inner_text().strip()
 
     def kernel_status(self) -> str:
         """The status bar's kernel item, such as "Python 3 (ipykernel) | Idle"."""
@@ -311,7 +334,7 @@ class NotebookPage:
         ).click()
 
     def prompts(self) -> list[str]:
-        return [p.strip() for p in self.page.locator(".jp-CodeCell .jp-InputArea-prompt").all_inner_texts()]
+        return [p.strip() for p in self.panel.locator(".jp-CodeCell .jp-InputArea-prompt").all_inner_texts()]
 
     def wait_for_all_cells(self, timeout: float) -> list[str]:
         """Wait until every code cell shows an execution count; return the prompts. Fails with what is pending."""
@@ -330,13 +353,13 @@ class NotebookPage:
 
     def error_outputs(self) -> list[str]:
         """Tracebacks shown in cell outputs (JupyterLab renders errors as stderr text)."""
-        texts = self.page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+        texts = self.panel.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
         return [t for t in texts.all_inner_texts() if "Traceback" in t or re.search(r"^\w*Error\b", t, re.M)]
 
     def widget_problems(self) -> list[str]:
         """Widget views that failed to render: a missing front-end extension shows one of these."""
         problems = []
-        for text in self.page.locator(".jp-OutputArea-output").all_inner_texts():
+        for text in self.panel.locator(".jp-OutputArea-output").all_inner_texts():
             for marker in ("Error displaying widget", "Loading widget...", "model not found"):
                 if marker in text:
                     problems.append(text.strip()[:200])
@@ -344,7 +367,7 @@ class NotebookPage:
 
     def images(self, scope: Any = None) -> list[dict[str, float]]:
         """Rendered output images: natural and on-screen size, and whether the browser decoded them."""
-        locator = (scope or self.page).locator(".jp-OutputArea-output img")
+        locator = (scope or self.panel).locator(".jp-OutputArea-output img")
         return locator.evaluate_all(
             """imgs => imgs.map(img => ({
                 complete: img.complete, natural_width: img.naturalWidth, natural_height: img.naturalHeight,
@@ -354,7 +377,7 @@ class NotebookPage:
 
     def controls(self, scope: Any = None) -> dict[str, int]:
         """How many visible widget controls of each kind the page shows."""
-        root = scope or self.page
+        root = scope or self.panel
         kinds = {
             "slider": ".widget-slider .noUi-handle, .widget-slider input[type='range']",
             "dropdown": ".widget-dropdown select",
@@ -364,23 +387,45 @@ class NotebookPage:
         }
         return {kind: root.locator(selector).filter(visible=True).count() for kind, selector in kinds.items()}
 
-    def watch_images(self, scope: Any) -> None:
-        """Start recording every distinct image that appears inside ``scope`` (to see a plot update live)."""
+    def watch_images(self, scope: Any, nth: int = 0) -> None:
+        """Record every picture the ``nth`` image inside ``scope`` shows from now on (a plot updating live)."""
         scope.evaluate(
-            """root => {
+            """(root, nth) => {
                 root.__seenImages = [];
-                const note = () => root.querySelectorAll('img').forEach(img => {
-                    if (img.src && !root.__seenImages.includes(img.src)) root.__seenImages.push(img.src);
-                });
+                const note = () => {
+                    const img = root.querySelectorAll('img')[nth];
+                    if (img && img.src && !root.__seenImages.includes(img.src)) root.__seenImages.push(img.src);
+                };
                 note();
                 new MutationObserver(note).observe(root, {subtree: true, childList: true, attributes: true});
-            }"""
+            }""",
+            nth,
         )
 
     def seen_images(self, scope: Any) -> int:
+        """How many different pictures the watched image has shown."""
         return scope.evaluate("root => (root.__seenImages || []).length")
 
+    def wait_for_images_drawn(self, scope: Any, count: int, timeout: float) -> list[dict[str, float]]:
+        """Wait until ``scope`` shows ``count`` decoded images (an empty image widget has none)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            images = self.images(scope)
+            drawn = [i for i in images if i["complete"] and i["natural_width"] > 0]
+            if len(drawn) >= count or time.monotonic() > deadline:
+                return images
+            self.page.wait_for_timeout(250)
+
+    def screenshot_whole(self, name: str, locator: Any, height: int = 1600) -> Path:
+        """``locator`` in full, on a screen made taller for the shot (the notebook scrolls inside the page)."""
+        self.page.set_viewport_size({"width": VIEWPORT["width"], "height": height})
+        try:
+            locator.scroll_into_view_if_needed()
+            return self.screenshot(name, locator)
+        finally:
+            self.page.set_viewport_size(VIEWPORT)
+
     def output_of_cell_containing(self, code_fragment: str) -> Any:
-        return self.page.locator(
+        return self.panel.locator(
             ".jp-CodeCell", has=self.page.locator(".jp-InputArea", has_text=code_fragment)
         )

@@ -10,17 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.lab import NotebookPage, chromium, group_alive, jupyter_lab
+from tests.e2e.lab import NotebookPage, chromium, group_alive, jupyter_lab, processes_using
 
 HARNESS_NOTEBOOK = "e2e/widgets_and_figure.ipynb"
 
 
-def test_server_and_browser_stop_when_the_test_fails(tmp_path: Path, lab_root: Path) -> None:
+def test_server_and_browser_stop_when_the_test_fails(tmp_path: Path, lab_root: Path, playwright) -> None:
     with pytest.raises(RuntimeError, match="a failing test"):
         with jupyter_lab(lab_root, tmp_path / "home") as server:
             pgid = os.getpgid(server.process.pid)
-            with chromium(tmp_path / "profile") as context:
-                browser = context.browser
+            with chromium(playwright, tmp_path / "profile") as context:
+                assert processes_using(str(tmp_path / "profile")), (
+                    "no Chromium process found with its profile"
+                )
                 page = context.new_page()
                 page.goto(server.url("api/status"))
                 assert '"started"' in page.content()
@@ -29,8 +31,7 @@ def test_server_and_browser_stop_when_the_test_fails(tmp_path: Path, lab_root: P
     assert not group_alive(pgid), "a process of the server's group (a kernel) is still running"
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(server.url("api/status"), timeout=2)
-    assert browser is None or not browser.is_connected()
-    assert context.pages == []
+    assert processes_using(str(tmp_path / "profile")) == [], "Chromium still running"
 
 
 def test_figure_and_widgets_render_and_respond(notebook_page: NotebookPage, lab_server) -> None:
@@ -66,7 +67,7 @@ def test_figure_and_widgets_render_and_respond(notebook_page: NotebookPage, lab_
     table.wait_for(state="visible", timeout=30_000)
     table.scroll_into_view_if_needed()
     nb.screenshot("trained")
-    nb.screenshot("trained-output", outputs)
+    nb.screenshot_whole("trained-output", outputs)
     plots = nb.images(explorer)
     assert len(plots) == 1 and plots[0]["complete"] and plots[0]["natural_width"] > 0, plots
     assert nb.seen_images(outputs) >= 2, "the plot should be redrawn while training runs, not only at the end"
