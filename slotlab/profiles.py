@@ -173,10 +173,15 @@ def recipe(method: str, profile: Profile, chosen: Mapping[str, Any]) -> dict[str
 NotebookConfigs = dict[str, Any]  # name -> RunConfig, or a list / dict of RunConfigs (a sweep)
 
 
+def _random_network(p: Profile, **choices: Any) -> RunConfig:
+    """K = 1: one value per connection, nothing to choose; every epoch evaluates the same network, so one will do."""
+    return p.config("slots", k=1, epochs=1, **choices)
+
+
 def _quickstart(p: Profile) -> NotebookConfigs:
     return {
         "slots": p.config("slots", k=8),
-        "random": p.config("slots", k=1),  # K = 1: nothing to choose, the plain random network
+        "random": _random_network(p),
         "dense": p.config("dense"),
     }
 
@@ -184,7 +189,7 @@ def _quickstart(p: Profile) -> NotebookConfigs:
 def _slot_machines_mnist(p: Profile) -> NotebookConfigs:
     source = p.config("slots", k=8)
     return {
-        "greedy": {k: p.config("slots", k=k) for k in p.ks},
+        "greedy": {k: p.config("slots", k=k) if k > 1 else _random_network(p) for k in p.ks},
         "sampled": {k: p.config("slots", k=k, selection="sampled") for k in p.ks if k > 1},
         "dense": p.config("dense"),
         "learned": p.config("learned", k=8),

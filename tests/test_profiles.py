@@ -64,3 +64,9 @@ def test_finetune_config_names_its_source_by_hash() -> None:
     assert configs["finetune"].source == configs["source"].hash
     with pytest.raises(SlotlabError, match="known notebooks"):
         notebook_configs("99_nothing", "smoke")
+
+
+def test_k1_is_trained_one_epoch_since_it_cannot_learn() -> None:
+    configs = notebook_configs("01_slot_machines_mnist", "laptop")
+    assert configs["greedy"][1].epochs == 1 and configs["greedy"][8].epochs == PROFILES["laptop"].epochs
+    assert notebook_configs("00_quickstart", "laptop")["random"].epochs == 1
