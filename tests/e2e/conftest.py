@@ -7,6 +7,7 @@ to ``tests/e2e/artifacts/<test>/`` (git-ignored), with a last one when a test fa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import urllib.request
@@ -41,8 +42,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """When a browser test fails, keep a last screenshot and the browser console beside its step screenshots."""
     report = yield
-    setattr(item, f"report_{report.when}", report)
+    if report.when == "call" and report.failed:
+        for value in getattr(item, "funcargs", {}).values():
+            if isinstance(value, NotebookPage):
+                try:
+                    value.screenshot(f"failure-{item.name}")
+                    (value.artifacts / "console.txt").write_text("\n".join(value.console))
+                except (
+                    Exception
+                ) as error:  # the page may be what broke; the test's own failure is what matters
+                    print(f"no failure screenshot: {error}")
     return report
 
 
@@ -70,6 +81,7 @@ def lab_server(lab_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     env = {
         "SLOTLAB_PROFILE": "smoke",
         "SLOTLAB_RUNS": str(home / "runs"),
+        "SLOTLAB_FIGURES": str(home / "figures"),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")])),
         "CI": None,  # progress bars and all, as a student sees the notebooks
     }
@@ -90,26 +102,25 @@ def browser_context(tmp_path_factory: pytest.TempPathFactory, playwright) -> Ite
         yield context
 
 
+@contextlib.contextmanager
+def notebook_in_browser(browser_context, server: LabServer, name: str) -> Iterator[NotebookPage]:
+    """A fresh browser tab whose screenshots go to ``artifacts/<name>/``; its kernels are stopped afterwards."""
+    artifacts = ARTIFACTS / name
+    shutil.rmtree(artifacts, ignore_errors=True)
+    page = browser_context.new_page()
+    try:
+        yield NotebookPage(page, artifacts)
+    finally:
+        page.close()
+        shut_down_kernels(server)
+
+
 @pytest.fixture
 def notebook_page(
     request: pytest.FixtureRequest, browser_context, lab_server: LabServer
 ) -> Iterator[NotebookPage]:
-    artifacts = ARTIFACTS / request.node.name
-    shutil.rmtree(artifacts, ignore_errors=True)
-    page = browser_context.new_page()
-    notebook = NotebookPage(page, artifacts)
-    try:
+    with notebook_in_browser(browser_context, lab_server, request.node.name) as notebook:
         yield notebook
-    finally:
-        report = getattr(request.node, "report_call", None)
-        if report is not None and report.failed:
-            try:
-                notebook.screenshot("failure")
-                (artifacts / "console.txt").write_text("\n".join(notebook.console))
-            except Exception as error:  # the page may be what broke; the test's own failure is what matters
-                print(f"no failure screenshot: {error}")
-        page.close()
-        shut_down_kernels(lab_server)
 
 
 def shut_down_kernels(server: LabServer) -> None:

@@ -53,6 +53,25 @@ LAB_SETTINGS = {
 }
 
 
+# Readable from the back of a lecture hall: at least this wide on a 1280 px screen, and not shrunk much below the
+# size matplotlib drew it at (a 10 pt label at 100 dpi is 14 px; shrunk to 80 % it is 11 px).
+MIN_FIGURE_WIDTH = 500
+MIN_FIGURE_SCALE = 0.8
+
+
+def too_small_to_read(image: dict[str, float]) -> str | None:
+    """Why a rendered figure (as ``NotebookPage.images`` reports it) is too small to read, or None."""
+    if image["width"] < MIN_FIGURE_WIDTH:
+        return f"figure {image['width']:.0f} px wide on screen (at least {MIN_FIGURE_WIDTH})"
+    scale = image["width"] / image["natural_width"]
+    if scale < MIN_FIGURE_SCALE:
+        return (
+            f"figure drawn {image['natural_width']:.0f} px wide but shown at {image['width']:.0f} px "
+            f"({scale:.0%}): its text shrinks with it; draw it narrower (figsize) instead"
+        )
+    return None
+
+
 def chromium_missing_reason() -> str | None:
     """Why the browser tests cannot run here, or None when Chromium and Playwright are both present."""
     if not Path(CHROMIUM).exists():
@@ -367,7 +386,7 @@ class NotebookPage:
 
     def images(self, scope: Any = None) -> list[dict[str, float]]:
         """Rendered output images: natural and on-screen size, and whether the browser decoded them."""
-        locator = (scope or self.panel).locator(".jp-OutputArea-output img")
+        locator = (scope or self.panel.locator(".jp-OutputArea-output")).locator("img")
         return locator.evaluate_all(
             """imgs => imgs.map(img => ({
                 complete: img.complete, natural_width: img.naturalWidth, natural_height: img.naturalHeight,
@@ -426,6 +445,12 @@ class NotebookPage:
             self.page.set_viewport_size(VIEWPORT)
 
     def output_of_cell_containing(self, code_fragment: str) -> Any:
-        return self.panel.locator(
+        """The output area of the one code cell whose source contains ``code_fragment``."""
+        cell = self.panel.locator(
             ".jp-CodeCell", has=self.page.locator(".jp-InputArea", has_text=code_fragment)
         )
+        return cell.locator(".jp-Cell-outputWrapper")
+
+    def figures(self) -> list[dict[str, float]]:
+        """The images of plain outputs (matplotlib's inline figures), not those inside widgets."""
+        return self.images(self.panel.locator(".jp-OutputArea-output.jp-RenderedImage"))

@@ -47,7 +47,7 @@ def test_figure_and_widgets_render_and_respond(notebook_page: NotebookPage, lab_
     assert nb.widget_problems() == []
     assert nb.dialogs() == []
 
-    figures = nb.images()
+    figures = nb.figures()
     assert len(figures) == 1, figures
     figure = figures[0]
     assert figure["complete"] and figure["natural_width"] > 0, figure
@@ -56,20 +56,19 @@ def test_figure_and_widgets_render_and_respond(notebook_page: NotebookPage, lab_
     controls = nb.controls()
     assert controls["slider"] == 1 and controls["dropdown"] == 1 and controls["button"] == 1, controls
 
-    explorer = nb.output_of_cell_containing("train.on_click")
-    outputs = explorer.locator(".jp-Cell-outputWrapper")
-    outputs.scroll_into_view_if_needed()
+    area = nb.output_of_cell_containing("train.on_click")
+    area.scroll_into_view_if_needed()
     nb.screenshot("controls")
-    explorer.locator(".widget-dropdown select").select_option("cos")
-    nb.watch_images(outputs)
-    explorer.locator("button.jupyter-button", has_text="Train").click()
-    table = explorer.locator("table.dataframe")
+    area.locator(".widget-dropdown select").select_option("cos")
+    nb.watch_images(area)
+    area.locator("button.jupyter-button", has_text="Train").click()
+    table = area.locator("table.dataframe")
     table.wait_for(state="visible", timeout=30_000)
     table.scroll_into_view_if_needed()
     nb.screenshot("trained")
-    nb.screenshot_whole("trained-output", outputs)
-    plots = nb.images(explorer)
+    nb.screenshot_whole("trained-output", area)
+    plots = nb.images(area)
     assert len(plots) == 1 and plots[0]["complete"] and plots[0]["natural_width"] > 0, plots
-    assert nb.seen_images(outputs) >= 2, "the plot should be redrawn while training runs, not only at the end"
+    assert nb.seen_images(area) >= 2, "the plot should be redrawn while training runs, not only at the end"
     assert "cos" in table.inner_text()
     assert nb.error_outputs() == []
