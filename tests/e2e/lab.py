@@ -451,6 +451,12 @@ class NotebookPage:
         )
         return cell.locator(".jp-Cell-outputWrapper")
 
+    def broken_images(self, scope: Any) -> int:
+        """Visible images the browser could not decode: a student sees a broken-image icon."""
+        return scope.locator("img").evaluate_all(
+            "imgs => imgs.filter(i => i.complete && i.naturalWidth === 0 && i.getClientRects().length).length"
+        )
+
     def figures(self) -> list[dict[str, float]]:
         """The images of plain outputs (matplotlib's inline figures), not those inside widgets."""
         return self.images(self.panel.locator(".jp-OutputArea-output.jp-RenderedImage"))
