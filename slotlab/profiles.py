@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import pandas as pd
+
 from slotlab.config import RunConfig
 from slotlab.errors import SlotlabError
 
@@ -161,6 +163,22 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+# The method-specific choices the Explorer offers; fields a method ignores stay at their defaults, so that they do
+# not change its config hash. A method missing here gets the choices every method has (model, data, seeds).
+METHOD_CHOICES: dict[str, tuple[str, ...]] = {
+    "slots": ("k", "selection"),
+    "learned": ("k",),
+    "finetune": ("source",),
+    "dense": (),
+}
+
+
+def method_choices(method: str) -> tuple[str, ...]:
+    """The method-specific fields (``k``, ``density``, ``selection``, ``source``...) that ``method`` uses."""
+    known = {f.name for f in fields(RunConfig)}
+    return tuple(name for name in METHOD_CHOICES.get(method, ()) if name in known)
+
+
 def recipe(method: str, profile: Profile, chosen: Mapping[str, Any]) -> dict[str, Any]:
     """The fields ``method``'s recipe sets at ``profile``; a method without a recipe gets the profile's epochs."""
     if method in RECIPES:
@@ -198,9 +216,21 @@ def _slot_machines_mnist(p: Profile) -> NotebookConfigs:
     }
 
 
+def _cifar10_gpu(p: Profile) -> NotebookConfigs:
+    """Slot Machines' CIFAR-10 models: Conv-2/4/6 (valid padding, dropout) at paper; Conv-2 on a subset else."""
+    models = ("conv2-sm", "conv4-sm", "conv6-sm") if p.is_paper else ("conv2-sm",)
+    scale = {"paper": {}, "smoke": {"train_size": 256, "val_size": 100}}.get(p.name, {"train_size": 5000})
+    common = {"dataset": "cifar10", "augment": True, "k": 8, **scale}
+    return {
+        "slots": {m: p.config("slots", model=m, **common) for m in models},
+        "learned": {m: p.config("learned", model=m, **common) for m in models},
+    }
+
+
 NOTEBOOKS: dict[str, Callable[[Profile], NotebookConfigs]] = {
     "00_quickstart": _quickstart,
     "01_slot_machines_mnist": _slot_machines_mnist,
+    "09_cifar10_gpu": _cifar10_gpu,
 }
 
 
@@ -209,3 +239,34 @@ def notebook_configs(notebook: str, profile: str | Profile | None = None) -> Not
     if notebook not in NOTEBOOKS:
         raise SlotlabError(f"no configs for notebook {notebook!r}; known notebooks: {', '.join(NOTEBOOKS)}")
     return NOTEBOOKS[notebook](get_profile(profile))
+
+
+def run_all(configs: Any, run: Callable[[RunConfig], Any] | None = None) -> Any:
+    """``load_or_run`` (or ``run``) over every config of a nested dict or list, keeping its shape."""
+    if run is None:
+        from slotlab.runs import load_or_run as run
+    if isinstance(configs, RunConfig):
+        return run(configs)
+    if isinstance(configs, Mapping):
+        return {key: run_all(value, run) for key, value in configs.items()}
+    if isinstance(configs, (list, tuple)):
+        return [run_all(value, run) for value in configs]
+    raise SlotlabError(f"expected configs in dicts or lists, got {type(configs).__name__}")
+
+
+def results_table(runs: Mapping[Any, Any], label: str = "run") -> pd.DataFrame:
+    """One row per run of ``{label value: RunResult}``: the label, what varies, and the accuracies in percent."""
+    rows = []
+    for key, result in runs.items():
+        c, m = result.config, result.metrics
+        rows.append(
+            {
+                label: key,
+                "method": c.method,
+                "val %": round(100 * m["val_accuracy"], 2),
+                "test %": round(100 * m["test_accuracy"], 2),
+                "best epoch": m["best_epoch"],
+                "epochs": m["epochs"],
+            }
+        )
+    return pd.DataFrame(rows)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import html
 import io
 from collections.abc import Sequence
-from dataclasses import fields
 from typing import Any
 
 import ipywidgets as w
@@ -32,7 +31,7 @@ from slotlab.errors import SlotlabError
 from slotlab.layers.factory import SelectingLayer
 from slotlab.methods import METHODS
 from slotlab.models import model_names
-from slotlab.profiles import Profile, get_profile
+from slotlab.profiles import Profile, get_profile, method_choices
 from slotlab.runs import RunResult, load_or_run
 from slotlab.train import Callback, Trainer
 
@@ -158,10 +157,6 @@ K_CHOICES = (1, 2, 4, 8, 16, 32, 64)
 RESULT_COLUMNS = ["run", "method", "model", "dataset", "k", "density", "seeds", "val %", "test %", "epochs"]
 
 
-def _has_field(name: str) -> bool:
-    return any(f.name == name for f in fields(RunConfig))
-
-
 class Explorer:
     """Pick a method, model, K or density and seeds; train on demand; compare results; look at selections.
 
@@ -184,7 +179,6 @@ class Explorer:
             max=1.0,
             step=0.05,
             description="density (masks)",
-            disabled=not _has_field("density"),
             style=style,
         )
         self.selection = w.ToggleButtons(
@@ -212,6 +206,8 @@ class Explorer:
         self._viewed: nn.Module | None = None
         self._quiet = False
         self.train_button.on_click(self.train)
+        self.method.observe(self._on_method, names="value")
+        self._on_method({"new": self.method.value})
         self.run_choice.observe(self._on_run_choice, names="value")
         self.layer.observe(self._on_layer, names="value")
         controls = w.VBox(
@@ -245,17 +241,14 @@ class Explorer:
         choices: dict[str, Any] = {
             "model": self.model.value,
             "dataset": self.dataset.value,
-            "k": self.k.value,
-            "selection": self.selection.value,
             "weight_seed": self.weight_seed.value,
             "score_seed": self.score_seed.value,
             "epochs": self.epochs.value,
         }
-        if _has_field("density"):
-            choices["density"] = self.density.value
-        if self.method.value == "finetune":
-            choices["source"] = self.source.value
-        return self.profile.config(self.method.value, **choices)
+        method = self.method.value
+        knobs = {"k": self.k, "density": self.density, "selection": self.selection, "source": self.source}
+        choices.update({name: knobs[name].value for name in method_choices(method)})
+        return self.profile.config(method, **choices)
 
     def train(self, _button: w.Button | None = None) -> RunResult | None:
         """Run (or read back) the configured run, then add it to the table and show its selections."""
@@ -291,6 +284,13 @@ class Explorer:
         self.view_run(config.name)
         return result
 
+    def _on_method(self, change: dict[str, Any]) -> None:
+        """Enable only the controls the chosen method uses."""
+        used = set(method_choices(change["new"]))
+        for name, control in (("k", self.k), ("density", self.density), ("selection", self.selection)):
+            control.disabled = name not in used
+        self.source.disabled = "source" not in used
+
     def _say(self, message: str, error: bool = False) -> None:
         colour = "#b00020" if error else "inherit"
         self.status.value = f"<span style='color:{colour}'>{html.escape(message)}</span>"
@@ -306,8 +306,8 @@ class Explorer:
                     "method": c.method,
                     "model": c.model,
                     "dataset": c.dataset,
-                    "k": c.k,
-                    "density": getattr(c, "density", None),
+                    "k": c.k if "k" in method_choices(c.method) else None,
+                    "density": getattr(c, "density", None) if "density" in method_choices(c.method) else None,
                     "seeds": f"w{c.weight_seed} s{c.score_seed}",
                     "val %": round(100 * r.metrics["val_accuracy"], 2),
                     "test %": round(100 * r.test_accuracy, 2),

@@ -66,6 +66,10 @@ def test_runs_under_the_smoke_profile(path: Path, tmp_path: Path, monkeypatch) -
     client.execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
+    images = [
+        o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})
+    ]
+    assert images, "the notebook drew no figure inline"
     assert list((tmp_path / "runs").glob("*/result.json")), "the notebook finished no run"
     saved = list((tmp_path / "figures").glob(f"{path.stem[:2]}_*"))
     assert saved, "the notebook saved no figure"

@@ -70,3 +70,17 @@ def test_k1_is_trained_one_epoch_since_it_cannot_learn() -> None:
     configs = notebook_configs("01_slot_machines_mnist", "laptop")
     assert configs["greedy"][1].epochs == 1 and configs["greedy"][8].epochs == PROFILES["laptop"].epochs
     assert notebook_configs("00_quickstart", "laptop")["random"].epochs == 1
+
+
+def test_run_all_keeps_the_shape_and_the_table_has_a_row_per_run() -> None:
+    from slotlab.profiles import results_table, run_all
+
+    smoke = PROFILES["smoke"]
+    configs = {"sweep": {2: smoke.config("slots", k=2, epochs=1)}, "list": [smoke.config("dense", epochs=1)]}
+    runs = run_all(configs)
+    assert runs["sweep"][2].config == configs["sweep"][2] and runs["list"][0].config == configs["list"][0]
+    table = results_table(runs["sweep"], label="K")
+    assert table["K"].tolist() == [2]
+    assert table["test %"].iloc[0] == round(100 * runs["sweep"][2].test_accuracy, 2)
+    with pytest.raises(SlotlabError, match="expected configs"):
+        run_all({"bad": 3})

@@ -117,3 +117,18 @@ def test_layer_selection_is_the_greedy_index(tmp_path: Path) -> None:
     )
     for layer in selecting_layers(result.model("best")).values():
         assert torch.equal(layer_selection(layer).long(), layer.scores.detach().argmax(0))
+
+
+def test_controls_a_method_ignores_are_disabled_and_left_out_of_its_config() -> None:
+    explorer = Explorer("smoke")
+    explorer.k.value = 4
+    explorer.selection.value = "sampled"
+    assert explorer.config().k == 4 and explorer.config().selection == "sampled"
+    explorer.method.value = "dense"
+    assert explorer.k.disabled and explorer.selection.disabled and explorer.source.disabled
+    dense = explorer.config()
+    assert dense == explorer.profile.config(
+        "dense", epochs=explorer.epochs.value
+    )  # K and selection not passed
+    explorer.method.value = "learned"
+    assert not explorer.k.disabled and explorer.config().k == 4
