@@ -1,4 +1,4 @@
-"""Fixtures of the browser tests: one JupyterLab server and one Chromium for the session, a fresh page per test.
+"""Fixtures of the browser tests: one JupyterLab server and one Chromium for the whole run, a fresh page per test.
 
 Every test here is marked ``e2e`` (deselect with ``-m "not e2e"``). Without Chromium or Playwright they skip with
 the reason, unless ``SLOTLAB_E2E_REQUIRED`` is set (as in CI), where they fail instead. Screenshots of each step go

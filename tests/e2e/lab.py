@@ -252,7 +252,7 @@ def processes_using(argument: str) -> list[int]:
 
 @contextlib.contextmanager
 def playwright_driver() -> Iterator[Any]:
-    """Playwright's driver (one per thread: every browser of a test session is started from it)."""
+    """Playwright's driver (one per thread: every browser of a test run is started from it)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -116,7 +116,8 @@ def test_explorer_trains_with_a_live_plot_and_a_result_table(quickstart: Noteboo
     table = explorer.locator(".widget-html table")
     table.wait_for(timeout=30_000)
     images = nb.wait_for_images_drawn(explorer, count=2, timeout=30)  # live plot, then the selection viewer
-    table.scroll_into_view_if_needed()
+    # the live plot at the top of the screen, the result table under it
+    explorer.locator("img").first.evaluate("img => img.scrollIntoView({block: 'start'})")
     nb.screenshot("explorer-trained")
     nb.screenshot_whole("explorer-trained-whole", explorer)
 
