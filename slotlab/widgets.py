@@ -49,6 +49,16 @@ def figure_png(figure: Figure, dpi: int = 90) -> bytes:
     return buffer.getvalue()
 
 
+def hidden_image() -> w.Image:
+    """An image widget that stays hidden until ``show_png`` gives it a picture (an empty one shows as broken)."""
+    return w.Image(format="png", layout=w.Layout(display="none"))
+
+
+def show_png(image: w.Image, png: bytes) -> None:
+    image.value = png
+    image.layout.display = ""
+
+
 def draw_history(axes: Sequence[Any], history: pd.DataFrame, title: str = "") -> None:
     """Loss (left) and accuracy (right) per epoch and split of a run's history, drawn into two axes."""
     for ax, column in zip(axes, ("loss", "accuracy"), strict=True):
@@ -69,7 +79,7 @@ class LivePlot(Callback):
     """Redraws the loss and accuracy curves into ``image`` (an ``ipywidgets.Image``) after every epoch."""
 
     def __init__(self, image: w.Image | None = None, show: bool = True, title: str = "") -> None:
-        self.image = image if image is not None else w.Image(format="png")
+        self.image = image if image is not None else hidden_image()
         self.show = show  # display the image when training starts (off when it sits in a layout already)
         self.title = title
         self.figure = Figure(figsize=(8, 2.8))
@@ -86,7 +96,7 @@ class LivePlot(Callback):
 
     def update(self, history: pd.DataFrame, title: str | None = None) -> None:
         draw_history(self.axes, history, self.title if title is None else title)
-        self.image.value = figure_png(self.figure)
+        show_png(self.image, figure_png(self.figure))
         self.draws += 1
 
     def on_train_start(self, trainer: Trainer) -> None:
@@ -234,8 +244,9 @@ class Explorer:
         self.score_seed = w.BoundedIntText(
             value=0, min=0, max=2**31 - 1, description="score seed", style=style
         )
+        # at least 2 epochs by default: a live plot of a single epoch is one point
         self.epochs = w.BoundedIntText(
-            value=self.profile.epochs or 20, min=1, max=1000, description="epochs", style=style
+            value=max(2, self.profile.epochs or 20), min=1, max=1000, description="epochs", style=style
         )
         self.source = w.Dropdown(options=[""], value="", description="finetune source", style=style)
         self.train_button = w.Button(description="Train", button_style="primary", icon="play")
@@ -245,7 +256,7 @@ class Explorer:
         self.table = w.HTML()
         self.run_choice = w.Dropdown(options=[], description="run", style=style)
         self.layer = w.Dropdown(options=[], description="layer", style=style)
-        self.selection_image = w.Image(format="png")
+        self.selection_image = hidden_image()
         self.snapshot = w.IntSlider(value=0, min=0, max=0, description="snapshot", disabled=True, style=style)
         self.snapshot_label = w.Label()
         self._snapshots: Any = None
@@ -421,7 +432,7 @@ class Explorer:
             self._selection_figure.text(
                 0.5, 0.5, f"{result.config.method} learns weights, not a selection", ha="center", va="center"
             )
-            self.selection_image.value = figure_png(self._selection_figure)
+            show_png(self.selection_image, figure_png(self._selection_figure))
 
     def _on_snapshot(self, change: dict[str, Any]) -> None:
         if not self._quiet and self.layer.value is not None:
@@ -482,5 +493,5 @@ class Explorer:
             self.snapshot_label.value = (
                 f"epoch {snapshot.epoch}, step {snapshot.step}: {share} of {layer_name} changed"
             )
-        self.selection_image.value = figure_png(self._selection_figure)
+        show_png(self.selection_image, figure_png(self._selection_figure))
         return selection_matrix(selection)

@@ -47,12 +47,15 @@ def test_controls_do_not_train_and_the_button_does() -> None:
     explorer.epochs.value = 2
     assert explorer.results == [] and not runs_root().exists() and explorer.plot.draws == 0
     table_before, plot_before = explorer.table.value, explorer.plot.image.value
+    hidden = [explorer.plot.image.layout.display, explorer.selection_image.layout.display]
+    assert hidden == ["none", "none"]  # an empty image would show as a broken one
 
     explorer.train_button.click()
 
     (result,) = explorer.results
     assert (result.config.k, result.config.score_seed, result.config.dataset) == (2, 3, "synthetic")
     assert explorer.plot.draws == 2 and explorer.plot.image.value != plot_before
+    assert explorer.plot.image.layout.display == explorer.selection_image.layout.display == ""
     frame = explorer.results_frame()
     assert frame["run"].tolist() == [result.config.name]
     assert frame["test %"].iloc[0] == round(100 * result.test_accuracy, 2)

@@ -48,15 +48,7 @@ def test_opens_with_its_kernel_and_runs_every_cell_cleanly(quickstart: NotebookP
     assert nb.widget_problems() == []
 
 
-# Figure 1 is drawn 13 in wide (1119 px) and shown at 76 % in a 1280 px JupyterLab with its file browser open.
-# The fix is in notebooks/00_quickstart.ipynb, section 3: figsize=(8.5, 3.4), layout="constrained", and the right
-# panel's title on two lines ("choice changed\n(per pixel)"), which also stops it running into the colour bar.
-FIGURE_1_TOO_WIDE = pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="quickstart section 3 figure is 13 in wide"
-)
-
-
-@pytest.mark.parametrize("index", [pytest.param(0, marks=FIGURE_1_TOO_WIDE), 1], ids=["selection", "values"])
+@pytest.mark.parametrize("index", [0, 1], ids=["selection", "values"])
 def test_figures_render_large_enough_for_a_projector(quickstart: NotebookPage, index: int) -> None:
     nb = quickstart
     figures = nb.figures()
@@ -79,13 +71,8 @@ def test_live_plot_and_progress_render_as_widgets(quickstart: NotebookPage) -> N
     assert live.locator(".widget-html, .jp-RenderedHTMLCommon").filter(has_text="accuracy").count() >= 1
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="slotlab.widgets: empty ipywidgets.Image before the first draw"
-)
 def test_explorer_shows_no_broken_images_before_training(quickstart: NotebookPage) -> None:
-    # The live plot and the selection viewer are ipywidgets.Image with no value until a run is trained, which the
-    # browser draws as two broken-image icons. Fix in slotlab/widgets.py: create both images hidden
-    # (layout=w.Layout(display="none")) and set image.layout.display = "" where a PNG is first assigned.
+    # the live plot and the selection viewer stay hidden until they have a picture (slotlab.widgets.hidden_image)
     explorer = quickstart.output_of_cell_containing("Explorer(profile)")
     assert quickstart.broken_images(explorer) == 0
 
