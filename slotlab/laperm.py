@@ -202,14 +202,22 @@ class LaPerm(torch.optim.Optimizer):
             optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         self.optimizer = optimizer
         self.rows = InitialRows(optimized_permutable(model, optimizer, permute_bias, permute_norm))
-        # Optimizer's own set-up (hooks, defaults), then share the inner optimizer's groups and state, so that
-        # schedulers and zero_grad act on the inner optimizer.
-        super().__init__([{"params": [p]} for g in optimizer.param_groups for p in g["params"]], {})
-        self.param_groups = optimizer.param_groups
-        self.defaults = optimizer.defaults
-        self.state = optimizer.state
         self.steps = 0  # inner steps taken
         self.synced_at = 0  # step of the last sync (0: the initial network, a trivial sync)
+        # Optimizer.__init__ is not called: groups, state and defaults are the inner optimizer's (see below),
+        # so schedulers and zero_grad act on it, also after its load_state_dict replaces them.
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        return self.optimizer.param_groups
+
+    @property
+    def state(self):  # type: ignore[override]
+        return self.optimizer.state
+
+    @property
+    def defaults(self) -> dict[str, Any]:  # type: ignore[override]
+        return self.optimizer.defaults
 
     def step(self, closure=None):  # type: ignore[override]
         loss = self.optimizer.step(closure)
@@ -237,7 +245,6 @@ class LaPerm(torch.optim.Optimizer):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:  # type: ignore[override]
         self.optimizer.load_state_dict(state["optimizer"])
-        self.state = self.optimizer.state
         self.steps, self.synced_at = int(state["steps"]), int(state["synced_at"])
         self.rows.load_state_dict(state["rows"])
 
