@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -62,13 +63,33 @@ def sorted_rows(tensor: torch.Tensor) -> torch.Tensor:
     return torch.sort(as_rows(tensor).detach(), dim=1).values.contiguous()
 
 
+def stable_order(rows: torch.Tensor) -> torch.Tensor:
+    """Per row, the columns in stable ascending order: ``torch.sort(rows, dim=1, stable=True).indices``.
+
+    On the CPU, float32 rows take a faster path with the same result: each value's bits become an order-preserving
+    integer, the column index goes in the low 32 bits, and numpy sorts these int64 keys by value (no indirect
+    comparisons; about 10x faster than torch's CPU argsort). -0.0 is made +0.0 and every NaN the same positive
+    NaN first, so that they tie, and rank, as in ``torch.sort``.
+    """
+    if rows.device.type != "cpu" or rows.dtype != torch.float32 or rows.shape[1] >= 2**31:
+        return torch.sort(rows, dim=1, stable=True).indices
+    values = rows.detach().numpy()
+    values = np.where(np.isnan(values), np.float32(np.nan), values + np.float32(0))
+    bits = values.view(np.int32)
+    ordered = bits ^ ((bits >> 31) & np.int32(0x7FFFFFFF))  # negatives: flip the magnitude bits
+    keys = ordered.astype(np.int64) << 32
+    keys |= np.arange(rows.shape[1], dtype=np.int64)
+    keys.sort(axis=1)
+    return torch.from_numpy(keys & 0xFFFFFFFF)
+
+
 def permute_rows(current: torch.Tensor, sorted_initial: torch.Tensor) -> torch.Tensor:
     """The values of ``sorted_initial`` (rows, n) placed in the rank order of ``current`` (rows, n).
 
     Entry (i, j) receives ``sorted_initial[i, r]`` where r is the rank of ``current[i, j]`` in its row under a
     stable ascending sort (ties ranked by position).
     """
-    order = torch.sort(current, dim=1, stable=True).indices  # order[i, r] = column of rank r
+    order = stable_order(current)  # order[i, r] = column of rank r
     return torch.empty_like(sorted_initial).scatter_(1, order, sorted_initial)
 
 

@@ -9,7 +9,7 @@ from slotlab.cli import main
 from slotlab.config import RunConfig
 from slotlab.data import make_splits
 from slotlab.errors import SlotlabError
-from slotlab.laperm import LaPerm, LaPermSync, as_rows, permute_rows
+from slotlab.laperm import LaPerm, LaPermSync, as_rows, permute_rows, stable_order
 from slotlab.layers import DenseFactory
 from slotlab.methods import build, method_config
 from slotlab.models import MODELS, build_model
@@ -64,7 +64,7 @@ def train_steps(model: nn.Module, opt, steps: int, seed: int = 0, check=None) ->
 @pytest.mark.parametrize("shape", [(7, 13), (5, 3, 2, 2), (11,)])
 def test_sync_equals_an_explicit_reference_on_random_tensors_with_ties(shape) -> None:
     g = torch.Generator().manual_seed(sum(shape))
-    for trial in range(5):
+    for trial in range(6):
         initial = torch.randint(-3, 4, shape, generator=g).float()  # few distinct values: many ties
         current = (
             torch.randint(-2, 3, shape, generator=g).float() if trial % 2 else torch.randn(shape, generator=g)
@@ -72,6 +72,20 @@ def test_sync_equals_an_explicit_reference_on_random_tensors_with_ties(shape) ->
         ours = permute_rows(as_rows(current), as_rows(initial).sort(dim=1).values).view(shape)
         assert torch.equal(ours, reference_permutation(current, initial))
         assert is_row_permutation(ours, initial)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_fast_cpu_order_is_torchs_stable_sort(dtype) -> None:
+    g = torch.Generator().manual_seed(3)
+    rows = torch.randn(40, 57, generator=g, dtype=dtype) * 10.0 ** torch.randint(
+        -40, 30, (40, 57), generator=g
+    )
+    rows[:10] = torch.randint(-2, 3, (10, 57), generator=g).to(dtype)  # ties
+    specials = torch.tensor(
+        [0.0, -0.0, float("nan"), -float("nan"), float("inf"), -float("inf")], dtype=dtype
+    )
+    rows[10:20, :30] = specials[torch.randint(0, 6, (10, 30), generator=g)]
+    assert torch.equal(stable_order(rows), torch.sort(rows, dim=1, stable=True).indices)
 
 
 def test_wrapper_sync_follows_the_inner_weights_ranks() -> None:
