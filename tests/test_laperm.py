@@ -329,3 +329,39 @@ def test_cli_trains_laperm_with_adam(tmp_path: Path, capsys) -> None:
     (folder,) = tmp_path.iterdir()
     assert folder.name.startswith("laperm-lenet300-synthetic-")
     assert '"optimizer": "adam"' in (folder / "config.json").read_text()
+
+
+def test_a_ddp_wrapped_model_syncs_and_its_state_moves_to_the_plain_model(tmp_path: Path) -> None:
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    def make() -> nn.Sequential:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 3))
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        runs = []
+        for wrap in (True, False):  # the sync depends on the tensors alone, not on the wrapping
+            model = make()
+            net = DistributedDataParallel(model) if wrap else model
+            opt = LaPerm(net, torch.optim.Adam(net.parameters(), lr=0.05), sync_period=3)
+            g = torch.Generator().manual_seed(1)
+            for _ in range(7):
+                opt.zero_grad()
+                x, y = torch.randn(8, 12, generator=g), torch.randint(0, 3, (8,), generator=g)
+                F.cross_entropy(net(x), y).backward()
+                opt.step()
+            opt.sync()
+            runs.append((model, opt))
+    finally:
+        dist.destroy_process_group()
+    (ddp_model, ddp_opt), (plain_model, plain_opt) = runs
+    assert ddp_opt.rows.state_dict()["names"] == ["0.weight", "2.weight"]  # without DDP's "module." prefix
+    for a, b in zip(ddp_model.parameters(), plain_model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    init = make()
+    assert is_row_permutation(ddp_model[0].weight, init[0].weight)
+    assert not torch.equal(ddp_model[0].weight, init[0].weight)
+    plain_opt.load_state_dict(ddp_opt.state_dict())
+    assert plain_opt.steps == 7
