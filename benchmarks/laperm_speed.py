@@ -4,7 +4,8 @@ For each model (Lenet-300-100 and F2 on 1x28x28) and sync period k, two copies o
 same fixed batches: one with fused Adam, one with ``LaPerm(Adam, sync_period=k)``. Blocks of whole sync periods
 (at least 20 steps) alternate between the two, so both see the same machine state; the table gives the median
 time per step over the blocks and their ratio, plus the time of one sync on its own (one stable sort of every
-row, one scatter).
+row, one scatter). Times are the process's CPU time (``time.process_time``) with one thread, so that other jobs
+on a shared machine, which stretch wall-clock times several-fold, do not enter the ratio.
 
     python benchmarks/laperm_speed.py --batch 50 --blocks 7
 """
@@ -50,10 +51,10 @@ def make(model: str, k: int | None, batch: int):
 
 
 def time_block(step, n: int) -> float:
-    start = time.perf_counter()
+    start = time.process_time()
     for _ in range(n):
         step()
-    return (time.perf_counter() - start) / n
+    return (time.process_time() - start) / n
 
 
 def measure(model: str, k: int, batch: int, blocks: int) -> dict[str, float]:
@@ -69,9 +70,9 @@ def measure(model: str, k: int, batch: int, blocks: int) -> dict[str, float]:
     syncs = []
     for _ in range(max(blocks, 5)):
         laperm.steps += 1  # force a real sync each time
-        start = time.perf_counter()
+        start = time.process_time()
         laperm.sync()
-        syncs.append(time.perf_counter() - start)
+        syncs.append(time.process_time() - start)
     return {
         "adam": statistics.median(times["adam"]),
         "laperm": statistics.median(times["laperm"]),
