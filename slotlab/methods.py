@@ -42,9 +42,8 @@ class Method:
     build: Callable | None = None  # (config, input_shape, num_classes) -> Network; None: build and initialise
     callbacks: Callable | None = None  # (config) -> list[Callback]: the method's periodic work, if any
     check: Callable | None = None  # (config) -> None: raise SlotlabError on option values the method rejects
-    defaults: dict[str, Any] = field(
-        default_factory=dict
-    )  # fields the method sets when the user leaves them out
+    # fields the method sets when the user leaves them out (applied by method_config and the command line)
+    defaults: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, config) -> None:
         if config.init != "default" and config.init not in self.inits:
