@@ -59,13 +59,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> None:
+    from slotlab.methods import method_config
     from slotlab.runs import load_or_run, run_dir
 
     values = {f.name: getattr(args, f.name) for f in fields(RunConfig) if getattr(args, f.name) is not None}
     if args.seed is not None:
         for name in ("weight_seed", "score_seed", "data_seed", "sample_seed", "split_seed"):
             values.setdefault(name, args.seed)
-    config = RunConfig(**values)
+    config = method_config(**values)  # the method's own defaults (laperm: Adam) for what is not given
     print(f"run {config.name} -> {run_dir(config, args.runs)}")
     result = load_or_run(config, root=args.runs, device=args.device, progress=not args.no_progress or None)
     table = result.summary()

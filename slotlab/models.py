@@ -8,6 +8,7 @@
 | vgg19      | Slot Machines (vgg19.py)              | 16 convs with BatchNorm, AvgPool(2), one FC 512-10         |
 | resnet20   | He et al. 2016 (CIFAR ResNet)         | 3 stages x 3 basic blocks, 16/32/64 channels               |
 | resnet18   | He et al. 2016 in its CIFAR form      | 3x3 stem, 4 stages x 2 basic blocks, 64..512 channels      |
+| f2         | LaPerm (Qiu & Suda 2020), F2          | 784-128-64-10 (any input is flattened)                     |
 
 No biases anywhere (the factories build bias-free layers); BatchNorm is non-affine for random-weight methods.
 Conv-8 in the Slot Machines form is not in that paper: it extends Conv-6 by one more 'same'-padded pair of 512.
@@ -61,6 +62,12 @@ def _fc_head(
 def lenet300(factory: LayerFactory, input_shape: Shape, num_classes: int) -> nn.Module:
     return nn.Sequential(
         nn.Flatten(), *_fc_head(factory, math.prod(input_shape), (300, 100, num_classes), 0.0)
+    )
+
+
+def f2(factory: LayerFactory, input_shape: Shape, num_classes: int) -> nn.Module:
+    return nn.Sequential(
+        nn.Flatten(), *_fc_head(factory, math.prod(input_shape), (128, 64, num_classes), 0.0)
     )
 
 
@@ -205,6 +212,7 @@ MODELS: dict[str, tuple[Callable[[LayerFactory, Shape, int], nn.Module], str]] =
     "vgg19": (vgg19, "VGG-19 for CIFAR with non-affine BatchNorm, one FC layer"),
     "resnet20": (_resnet("resnet20", (16, 32, 64), 3), "CIFAR ResNet-20 (16/32/64 channels)"),
     "resnet18": (_resnet("resnet18", (64, 128, 256, 512), 2), "ResNet-18 in its CIFAR form (3x3 stem)"),
+    "f2": (f2, "LaPerm's F2, fully connected 784-128-64-10"),
 }
 
 
