@@ -313,7 +313,7 @@ class Explorer:
         }
         method = self.method.value
         knobs = {"k": self.k, "density": self.density, "selection": self.selection, "source": self.source}
-        choices.update({name: knobs[name].value for name in method_choices(method)})
+        choices.update({name: knobs[name].value for name in method_choices(method) if name in knobs})
         return self.profile.config(method, **choices)
 
     def train(self, _button: w.Button | None = None) -> RunResult | None:

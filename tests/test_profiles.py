@@ -84,3 +84,12 @@ def test_run_all_keeps_the_shape_and_the_table_has_a_row_per_run() -> None:
     assert table["test %"].iloc[0] == round(100 * runs["sweep"][2].test_accuracy, 2)
     with pytest.raises(SlotlabError, match="expected configs"):
         run_all({"bad": 3})
+
+
+def test_laperm_trains_with_adam_inside_as_in_its_paper() -> None:
+    for name in ("laptop", "paper"):
+        config = PROFILES[name].config("laperm", sync_period=20)
+        assert (config.optimizer, config.lr, config.sync_period) == ("adam", 1e-3, 20)
+    weight_agnostic = notebook_configs("07_laperm", "paper")["weight_agnostic"]
+    assert (weight_agnostic.model, weight_agnostic.epochs, weight_agnostic.batch_size) == ("f2", 25, 128)
+    assert weight_agnostic.shared_value == 0.03 and weight_agnostic.init_density == "1/15,1/7,1/3"
