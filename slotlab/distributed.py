@@ -18,6 +18,7 @@ Outside torchrun everything here is a no-op for a single process (rank 0 of 1).
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -127,7 +128,14 @@ def prepare_model(model: nn.Module, device: torch.device, ctx: Context) -> nn.Mo
         if hasattr(module, "grad_in_place"):
             module.grad_in_place = False
     device_ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+    ddp = nn.parallel.DistributedDataParallel
+    # torch >= 2.15 names the option forward_sync_buffers (and warns on the old name)
+    no_sync = (
+        "forward_sync_buffers"
+        if "forward_sync_buffers" in inspect.signature(ddp).parameters
+        else "broadcast_buffers"
+    )
+    return ddp(model, device_ids=device_ids, **{no_sync: False})
 
 
 def all_reduce_sum(values: torch.Tensor, ctx: Context) -> torch.Tensor:
@@ -137,6 +145,15 @@ def all_reduce_sum(values: torch.Tensor, ctx: Context) -> torch.Tensor:
     total = values.clone()
     dist.all_reduce(total, op=dist.ReduceOp.SUM)
     return total
+
+
+def all_reduce_max(value: float, ctx: Context, device: torch.device) -> float:
+    """The largest ``value`` over ranks (wall-clock seconds: an epoch lasts as long as its slowest rank)."""
+    if not ctx.is_distributed:
+        return value
+    box = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(box, op=dist.ReduceOp.MAX)
+    return box.item()
 
 
 @torch.no_grad()

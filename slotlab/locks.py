@@ -29,13 +29,18 @@ class RunLocked(SlotlabError):
     """The run folder is being written by another live process."""
 
 
-def _start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (Linux), which tells a live owner from a later process with its pid."""
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the parenthesised command name (Linux); None elsewhere or if gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
         return None
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22, counted after the parenthesised command name
+
+
+def _start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid``, which tells a live owner from a later process with its pid."""
+    stat = _proc_stat(pid)
+    return stat[19] if stat else None  # field 22 of stat
 
 
 def _alive(pid: int) -> bool:
@@ -45,7 +50,8 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:  # exists, owned by another user
         return True
-    return True
+    stat = _proc_stat(pid)
+    return not (stat and stat[0] in ("Z", "X"))  # a zombie has exited; only its parent has not reaped it yet
 
 
 def owner_record() -> dict[str, Any]:

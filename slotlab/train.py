@@ -183,7 +183,7 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_before_evaluate(self)
         self.scheduler.step()
-        train_seconds = time.perf_counter() - start
+        train_seconds = distributed.all_reduce_max(time.perf_counter() - start, self.dist, self.device)
         loss_sum, correct, seen = self._reduce(loss_sum, correct, seen)
         self._log(epoch + 1, "train", loss_sum / seen, correct / seen, lr, train_seconds)
         self.epoch = epoch + 1
@@ -243,8 +243,8 @@ class Trainer:
             seen += len(labels)
         self.model.train(was_training)
         loss_sum, correct, seen = self._reduce(loss_sum, correct, seen)
-        n = max(seen, 1)
-        return loss_sum / n, correct / n, time.perf_counter() - start
+        seconds = distributed.all_reduce_max(time.perf_counter() - start, self.dist, self.device)
+        return loss_sum / max(seen, 1), correct / max(seen, 1), seconds
 
     def _reduce(self, loss_sum: torch.Tensor, correct: torch.Tensor, seen: int) -> tuple[float, float, float]:
         """(loss sum, correct count, examples) summed over ranks, as Python numbers."""
