@@ -213,8 +213,13 @@ def run_row(path: Path, config: RunConfig | None = None) -> dict[str, Any]:
 
 def summarize(root: str | Path | None = None) -> pd.DataFrame:
     """Every run folder under ``root`` (default: the runs root) as one row, in name order."""
-    folders = sorted(p.parent for p in runs_root(root).glob("*/config.json"))
-    return pd.DataFrame([run_row(folder) for folder in folders])
+    rows = []
+    for folder in sorted(p.parent for p in runs_root(root).glob("*/config.json")):
+        try:
+            rows.append(run_row(folder))
+        except (SlotlabError, ValueError, KeyError) as error:  # a folder of an older or foreign config
+            rows.append({"name": folder.name, "path": str(folder), "finished": False, "error": str(error)})
+    return pd.DataFrame(rows)
 
 
 def sweep(

@@ -95,9 +95,8 @@ class Trainer:
         self.device = device
         self.dist = distributed.current()
         self.model = model.to(device)
-        self.train_model = distributed.prepare_model(
-            self.model, device, self.dist
-        )  # DDP-wrapped when distributed
+        # what the training step calls: the model itself, or the model wrapped in DDP under torchrun
+        self.train_model = distributed.prepare_model(self.model, device, self.dist)
         self.splits = splits
         # the method's own periodic work (recycling, syncs) runs before the caller's (checkpoints, recorders)
         self.callbacks = [*method_callbacks(config), *callbacks]
