@@ -97,22 +97,25 @@ def _config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _base_config(args: argparse.Namespace) -> RunConfig:
+def _given_values(args: argparse.Namespace) -> dict:
+    """The config fields given on the command line (``--seed`` filling the seeds not given one by one)."""
     values = {f.name: getattr(args, f.name) for f in fields(RunConfig) if getattr(args, f.name) is not None}
     if args.seed is not None:
         for name in ("weight_seed", "score_seed", "data_seed", "sample_seed", "split_seed"):
             values.setdefault(name, args.seed)
-    return RunConfig(**values)
+    return values
 
 
 def _train(args: argparse.Namespace) -> int:
     from slotlab import distributed
+    from slotlab.methods import method_config
     from slotlab.runs import load_or_run, run_dir
 
-    config = _base_config(args)
-    primary = (
-        int(os.environ.get("RANK", "0")) == 0
-    )  # torchrun's rank; the process group starts in load_or_run
+    config = method_config(
+        **_given_values(args)
+    )  # the method's own defaults (laperm: Adam) for what is not given
+    # torchrun's rank (the process group itself starts in load_or_run): rank 0 alone prints
+    primary = int(os.environ.get("RANK", "0")) == 0
     if primary:
         print(f"run {config.name} -> {run_dir(config, args.runs)}")
     try:
@@ -143,7 +146,7 @@ def _sweep(args: argparse.Namespace) -> int:
     result = sweep(
         grid,
         points,
-        base=_base_config(args),
+        base=_given_values(args),
         root=args.runs,
         workers=args.workers,
         device=args.device,

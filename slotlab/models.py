@@ -8,6 +8,7 @@
 | vgg19      | Slot Machines (vgg19.py)              | 16 convs with BatchNorm, AvgPool(2), one FC 512-10         |
 | resnet20   | He et al. 2016 (CIFAR ResNet)         | 3 stages x 3 basic blocks, 16/32/64 channels               |
 | resnet18   | He et al. 2016 in its CIFAR form      | 3x3 stem, 4 stages x 2 basic blocks, 64..512 channels      |
+| f2         | LaPerm (Qiu & Suda 2020), F2          | 784-128-64-10 (any input is flattened)                     |
 | resnet50   | He et al. 2016 (ImageNet; torchvision)| 7x7 stem, 3-4-6-3 bottlenecks (stride on the 3x3), 2048-d  |
 | wide_resnet50_2 | Zagoruyko & Komodakis 2016 (torchvision) | ResNet-50 with bottleneck widths doubled          |
 
@@ -63,6 +64,12 @@ def _fc_head(
 def lenet300(factory: LayerFactory, input_shape: Shape, num_classes: int) -> nn.Module:
     return nn.Sequential(
         nn.Flatten(), *_fc_head(factory, math.prod(input_shape), (300, 100, num_classes), 0.0)
+    )
+
+
+def f2(factory: LayerFactory, input_shape: Shape, num_classes: int) -> nn.Module:
+    return nn.Sequential(
+        nn.Flatten(), *_fc_head(factory, math.prod(input_shape), (128, 64, num_classes), 0.0)
     )
 
 
@@ -272,6 +279,7 @@ MODELS: dict[str, tuple[Callable[[LayerFactory, Shape, int], nn.Module], str]] =
         _imagenet_resnet("wide_resnet50_2", (3, 4, 6, 3), width_factor=2),
         "Wide ResNet-50-2 for ImageNet (torchvision layout)",
     ),
+    "f2": (f2, "LaPerm's F2, fully connected 784-128-64-10"),
 }
 
 

@@ -87,13 +87,25 @@ def expand(
     return [{**combo, **dict(point)} for combo in combos for point in points]
 
 
-def point_config(base: RunConfig, overrides: Mapping[str, Any]) -> RunConfig:
-    """``base`` with ``overrides`` applied; ``seed`` fills the five seeds that are not given explicitly."""
+def point_config(base: RunConfig | Mapping[str, Any], overrides: Mapping[str, Any]) -> RunConfig:
+    """``base`` with ``overrides`` applied; ``seed`` fills the five seeds that are not given explicitly.
+
+    Fields neither given in ``base`` (a dict, or a RunConfig's non-default fields) nor in ``overrides`` take the
+    point's method's own defaults first (``slotlab.methods.method_config``: laperm trains with Adam), as on the
+    command line.
+    """
+    from slotlab.methods import method_config
+
+    given = base.changed_fields() if isinstance(base, RunConfig) else dict(base)
     values = {k: v for k, v in overrides.items() if k != "seed"}
     if "seed" in overrides:
         for name in SEED_FIELDS:
             values.setdefault(name, overrides["seed"])
-    return RunConfig.from_dict({**base.to_dict(), **values})
+    merged = {**given, **values}
+    unknown = sorted(set(merged) - set(_field_types()))
+    if unknown:
+        raise SlotlabError(f"unknown config fields {unknown}; valid fields: {', '.join(_field_types())}")
+    return method_config(**merged)
 
 
 # --- workers -----------------------------------------------------------------------------------------------
@@ -225,7 +237,7 @@ def summarize(root: str | Path | None = None) -> pd.DataFrame:
 def sweep(
     grid: Mapping[str, Sequence[Any]] | None = None,
     points: Sequence[Mapping[str, Any]] = (),
-    base: RunConfig | None = None,
+    base: RunConfig | Mapping[str, Any] | None = None,
     root: str | Path | None = None,
     workers: int | None = None,
     device: str | None = None,
@@ -234,7 +246,8 @@ def sweep(
     poll_seconds: float = 2.0,
     data_root: str | Path | None = None,
 ) -> SweepResult:
-    """Run every point of ``grid`` x ``points`` over ``base``; returns the outcomes and the summary.
+    """Run every point of ``grid`` x ``points`` over ``base`` (a RunConfig or a dict of fields); returns the
+    outcomes and the summary.
 
     ``workers``: processes (default: one per GPU, else up to 4 sharing the CPU cores; 1 runs the points in this
     process). With ``wait_for_locks``, points locked by another live process are retried every ``poll_seconds``
@@ -242,7 +255,7 @@ def sweep(
     """
     from slotlab.train import progress_enabled
 
-    base = base or RunConfig()
+    base = base if base is not None else {}
     root = runs_root(root)
     overrides = expand(grid, points)
     if not overrides:

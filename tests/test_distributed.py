@@ -14,7 +14,7 @@ from slotlab import distributed
 from slotlab.config import RunConfig
 from slotlab.data import Batches, dataset_info, epoch_generator, make_splits
 from slotlab.errors import SlotlabError
-from slotlab.methods import METHODS, build
+from slotlab.methods import METHODS, build, method_config
 from slotlab.runs import load_or_run
 from slotlab.train import Callback
 
@@ -41,7 +41,7 @@ def method_configs() -> dict[str, RunConfig]:
     for name in METHODS:
         for extra in (often, {}):
             try:
-                config = RunConfig(method=name, **BASE, **extra)
+                config = method_config(method=name, **BASE, **extra)  # with the method's own defaults
                 build(config, info.input_shape, info.num_classes)
             except SlotlabError:
                 continue
