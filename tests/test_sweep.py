@@ -46,6 +46,11 @@ def test_grid_is_the_cartesian_product_and_seed_sets_all_five() -> None:
         "milestones": ["25,75", "80"],
     }
     assert point_config(TINY, {"milestones": "25,75"}).milestones == (25, 75)
+    laperm = point_config(
+        TINY, {"method": "laperm"}
+    )  # fields not given take the method's defaults, as on the CLI
+    assert (laperm.optimizer, laperm.epochs) == ("adam", 2)
+    assert point_config({"optimizer": "sgd"}, {"method": "laperm"}).optimizer == "sgd"
     with pytest.raises(SlotlabError, match="unknown config field 'kk'"):
         parse_assignments(["kk=1,2"])
     with pytest.raises(SlotlabError, match="name=value1,value2"):
