@@ -186,3 +186,16 @@ def test_run_recorded_keeps_its_snapshots_apart_and_reads_them_back(monkeypatch)
     assert recorded.path.parent == runs_root() / "recorded" and len(load_snapshots(recorded)) == 3
     monkeypatch.setattr(Trainer, "fit", lambda self: pytest.fail("trained again"))
     assert run_recorded(config).metrics == recorded.metrics
+
+
+def test_every_registered_method_trains_from_the_explorer() -> None:
+    explorer = Explorer("smoke")
+    explorer.epochs.value = 1
+    for method in METHODS:
+        explorer.method.value = method
+        if method == "finetune":
+            explorer.source.value = explorer.source.options[-1]  # the slots run trained first
+        result = explorer.train()
+        assert result is not None, (method, explorer.status.value)
+        assert result.config.method == method and result.config.dataset == "synthetic"
+    assert explorer.results_frame()["method"].tolist() == list(METHODS)
