@@ -55,7 +55,9 @@ def untrained_random_subnetwork(config: RunConfig) -> float:
     from slotlab.sanity import random_mask
 
     splits = make_splits(config.dataset, config.val_size, config.split_seed, config.train_size)
-    model = random_mask(build(config, splits.info.input_shape, splits.info.num_classes), seed=config.score_seed)
+    model = random_mask(
+        build(config, splits.info.input_shape, splits.info.num_classes), seed=config.score_seed
+    )
     model.eval()
     correct = 0
     for images, labels in Batches(splits.test, splits.info, 1000).epoch():

@@ -59,8 +59,12 @@ class GlobalScope:
         if key != self._key:
             magnitude = torch.cat([layer.scores.detach().abs().reshape(-1) for layer in self.layers])
             flat = top_mask(magnitude, self.kept(training))
-            self._masks = [m.view(layer.weight_shape) for m, layer in zip(flat.split(
-                [layer.scores.numel() for layer in self.layers]), self.layers, strict=True)]
+            self._masks = [
+                m.view(layer.weight_shape)
+                for m, layer in zip(
+                    flat.split([layer.scores.numel() for layer in self.layers]), self.layers, strict=True
+                )
+            ]
             self._key = key
         return self._masks
 

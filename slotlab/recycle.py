@@ -173,6 +173,10 @@ def value_records(run) -> pd.DataFrame:
     from slotlab.checkpoint import safe_load
 
     saved = safe_load(run.path / "last.pt").get("callbacks", {})
-    rows = [row for key, state in saved.items() if key.split("#")[0] in ("WeightRecycling", "IteRand")
-            for row in state.get("records", [])]
+    rows = [
+        row
+        for key, state in saved.items()
+        if key.split("#")[0] in ("WeightRecycling", "IteRand")
+        for row in state.get("records", [])
+    ]
     return pd.DataFrame(rows, columns=RECORD_COLUMNS)
