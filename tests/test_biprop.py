@@ -19,8 +19,9 @@ def fresh_layer(shape=(8, 5, 3, 3), density=0.3, seed=0) -> BipropLayer:
 def test_alpha_is_the_mean_magnitude_of_the_kept_weights(density: float) -> None:
     layer = fresh_layer(density=density)
     mask = reference_mask(layer.scores.detach().abs(), layer.kept)
-    kept_magnitudes = [abs(w) for w, m in zip(layer.weight.reshape(-1).tolist(), mask.reshape(-1).tolist(),
-                                              strict=True) if m]
+    kept_magnitudes = [
+        abs(w) for w, m in zip(layer.weight.reshape(-1).tolist(), mask.reshape(-1).tolist(), strict=True) if m
+    ]
     alpha = sum(kept_magnitudes) / len(kept_magnitudes)
     assert float(layer.alpha()) == pytest.approx(alpha, rel=1e-6)
     w_eff = layer.effective_weight().detach()

@@ -111,15 +111,27 @@ def test_global_annealing_trains_denser_but_evaluates_at_the_target(tmp_path: Pa
     from slotlab.train import Callback, Trainer
 
     config = RunConfig(
-        method="edge-popup", scope="global", density=0.2, anneal_epochs=4, epochs=2, dataset="synthetic",
-        train_size=256, val_size=100,
+        method="edge-popup",
+        scope="global",
+        density=0.2,
+        anneal_epochs=4,
+        epochs=2,
+        dataset="synthetic",
+        train_size=256,
+        val_size=100,
     )
     seen = []
 
     class Probe(Callback):
         def on_step_end(self, trainer):
             scope = global_scope_of(trainer.model)
-            seen.append((trainer.epoch, scope.kept(True), sum(int(m.mask().sum()) for m in masked_layers(trainer.model))))
+            seen.append(
+                (
+                    trainer.epoch,
+                    scope.kept(True),
+                    sum(int(m.mask().sum()) for m in masked_layers(trainer.model)),
+                )
+            )
 
     splits = make_splits("synthetic", 100, 0, 256)
     model = build(config, splits.info.input_shape, splits.info.num_classes)
@@ -198,7 +210,9 @@ def test_random_mask_trains_weights_under_a_fixed_mask(tmp_path: Path) -> None:
     assert result.metrics["test_accuracy"] > 0.9
     for a, b in zip(masked_layers(init), masked_layers(best), strict=True):
         assert torch.equal(a.selection(), b.selection()) and not torch.equal(a.weight, b.weight)
-        assert torch.equal(a.weight[~a.selection()], b.weight[~b.selection()])  # pruned weights get no gradient
+        assert torch.equal(
+            a.weight[~a.selection()], b.weight[~b.selection()]
+        )  # pruned weights get no gradient
 
 
 @pytest.mark.parametrize(
@@ -230,8 +244,20 @@ def test_random_mask_refuses_recycling() -> None:
 
 
 def test_a_density_that_empties_a_layer_is_refused_before_anything_is_written(capsys, tmp_path: Path) -> None:
-    code = main(["train", "--method", "biprop", "--density", "0.0001", "--dataset", "synthetic",
-                 "--runs", str(tmp_path), "--no-progress"])
+    code = main(
+        [
+            "train",
+            "--method",
+            "biprop",
+            "--density",
+            "0.0001",
+            "--dataset",
+            "synthetic",
+            "--runs",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
     assert "keeps no weight of a layer of shape (10, 100)" in err
@@ -243,6 +269,17 @@ def test_help_lists_the_mask_methods_and_options() -> None:
     import sys
 
     out = subprocess.run([sys.executable, "-m", "slotlab", "train", "--help"], capture_output=True, text=True)
-    for text in ("edge-popup", "biprop", "random-mask", "--density", "--scope", "--recycle-rate",
-                 "--recycle-every", "--recycle-donor", "--iterand-rate", "--binary-activations", "--learned-bn"):
+    for text in (
+        "edge-popup",
+        "biprop",
+        "random-mask",
+        "--density",
+        "--scope",
+        "--recycle-rate",
+        "--recycle-every",
+        "--recycle-donor",
+        "--iterand-rate",
+        "--binary-activations",
+        "--learned-bn",
+    ):
         assert text in out.stdout, text

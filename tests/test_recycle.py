@@ -19,7 +19,9 @@ def fresh_layer(seed: int, ties: bool = False, init: str = "kn", density: float 
     layer.init_scores(torch.Generator().manual_seed(seed + 100))
     if ties:
         with torch.no_grad():
-            layer.scores.copy_(torch.randint(-3, 4, (9, 7), generator=torch.Generator().manual_seed(seed)).float())
+            layer.scores.copy_(
+                torch.randint(-3, 4, (9, 7), generator=torch.Generator().manual_seed(seed)).float()
+            )
     return layer
 
 
@@ -70,7 +72,9 @@ def test_iterand_touches_only_pruned_positions_and_is_seeded() -> None:
     pruned = int((~kept).sum())
     # a redraw of a signed constant changes the value when the sign flips: half of the redrawn ones
     assert abs(redrawn / pruned - 0.5) < 0.05 and abs(int(changed.sum()) / redrawn - 0.5) < 0.08
-    assert set(layer.weight.abs().unique().tolist()) == set(before.abs().unique().tolist())  # same distribution
+    assert set(layer.weight.abs().unique().tolist()) == set(
+        before.abs().unique().tolist()
+    )  # same distribution
     again = EdgePopupLayer((60, 50), density=0.3, init="sc")
     again.load_state_dict({"weight": before, "scores": layer.scores.detach()})
     iterand_layer(again, 0.5, torch.Generator().manual_seed(7))
@@ -97,11 +101,15 @@ def test_recycling_runs_every_f_epochs_but_not_after_the_last_and_counts_distinc
     trainer = Trainer(config, model, splits, torch.device("cpu"), [probe], progress=False)
     recycler = next(cb for cb in trainer.callbacks if isinstance(cb, WeightRecycling))
     trainer.fit()
-    changes = [any(not torch.equal(a, b) for a, b in zip(prev, cur, strict=True))
-               for prev, cur in zip([initial, *probe.epochs], probe.epochs, strict=False)]
+    changes = [
+        any(not torch.equal(a, b) for a, b in zip(prev, cur, strict=True))
+        for prev, cur in zip([initial, *probe.epochs], probe.epochs, strict=False)
+    ]
     assert changes == [False, True, False, True, False]  # after epochs 2 and 4 of 5
     history = recycler.history
-    assert history["event"].tolist().count("recycle") == 2 * 3 and history["event"].tolist().count("init") == 3
+    assert (
+        history["event"].tolist().count("recycle") == 2 * 3 and history["event"].tolist().count("init") == 3
+    )
     numels = {name: m.weight.numel() for name, m in model.named_modules() if m in masked_layers(model)}
     for name, rows in history.groupby("layer"):
         distinct, moved = rows["distinct"].tolist(), rows["moved"].tolist()
@@ -124,7 +132,11 @@ class Interrupt(Callback):
 @pytest.mark.parametrize("unit, every", [("epoch", 1), ("step", 3)])
 def test_recycling_and_iterand_resume_bit_identical(unit: str, every: int, tmp_path: Path) -> None:
     config = RunConfig(
-        method="biprop", recycle_rate=0.1, iterand_rate=0.2, recycle_every=every, recycle_unit=unit,
+        method="biprop",
+        recycle_rate=0.1,
+        iterand_rate=0.2,
+        recycle_every=every,
+        recycle_unit=unit,
         **{**QUICK, "epochs": 3},
     )
     whole = load_or_run(config, root=tmp_path / "whole")

@@ -49,8 +49,8 @@ def kept_count(density: float, numel: int) -> int:
 def top_mask(magnitude: torch.Tensor, kept: int) -> torch.Tensor:
     """Bool mask of the ``kept`` largest entries of ``magnitude`` (any shape); ties go to the lowest flat index.
 
-    One ``kthvalue`` (selection, not a sort) for the threshold t; entries above t are kept, and of those equal
-    to t the first (kept - #above) in flat order.
+    One ``kthvalue`` (a selection, O(n), not a sort) gives the threshold t; entries above t are kept, and of
+    those equal to t the first (kept - #above) in flat order.
     """
     flat = magnitude.reshape(-1)
     n = flat.numel()
@@ -59,10 +59,11 @@ def top_mask(magnitude: torch.Tensor, kept: int) -> torch.Tensor:
     if kept <= 0:
         return torch.zeros_like(magnitude, dtype=torch.bool)
     threshold = flat.kthvalue(n - kept + 1).values  # the kept-th largest
-    above = flat > threshold
-    tied = flat == threshold
-    missing = kept - above.sum()
-    mask = above | (tied & (tied.cumsum(0) <= missing))
+    mask = flat >= threshold
+    surplus = int(torch.count_nonzero(mask)) - kept  # > 0 only when entries tie at the threshold
+    if surplus > 0:
+        tied = flat == threshold
+        mask &= ~(tied & (tied.cumsum(0) > int(torch.count_nonzero(tied)) - surplus))
     return mask.view(magnitude.shape)
 
 
