@@ -71,10 +71,19 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs", default="benchmarks/runs")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        help="method labels to run (e.g. biprop 'biprop + IWR'); default all",
+    )
+    parser.add_argument("--no-sanity", action="store_true", help="skip the untrained random-subnetwork row")
     args = parser.parse_args()
     rows = []
     for density in args.densities:
         for label, config in configs(density, args.epochs, args.seed):
+            if args.only and label not in args.only:
+                continue
             result = load_or_run(config, root=args.runs, progress=False)
             rows.append(
                 {
@@ -88,6 +97,8 @@ def main() -> None:
                 }
             )
             print(rows[-1], flush=True)
+        if args.no_sanity:
+            continue
         chance = untrained_random_subnetwork(configs(density, args.epochs, args.seed)[0][1])
         rows.append({"density": density, "method": "random mask, untrained (sanity)", "test": chance})
         print(rows[-1], flush=True)
