@@ -179,4 +179,4 @@ def value_records(run) -> pd.DataFrame:
         if key.split("#")[0] in ("WeightRecycling", "IteRand")
         for row in state.get("records", [])
     ]
-    return pd.DataFrame(rows, columns=RECORD_COLUMNS)
+    return pd.DataFrame(rows, columns=RECORD_COLUMNS).drop_duplicates(ignore_index=True)  # init rows, once
