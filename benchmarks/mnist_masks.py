@@ -49,6 +49,33 @@ def configs(density: float, epochs: int, seed: int) -> list[tuple[str, RunConfig
 
 
 @torch.no_grad()
+def test_accuracy(model, splits) -> float:
+    model.eval()
+    correct = 0
+    for images, labels in Batches(splits.test, splits.info, 1000).epoch():
+        correct += int((model(images).argmax(1) == labels).sum())
+    return correct / len(splits.test.labels)
+
+
+def control_rows(density: float, epochs: int, seed: int, runs: str) -> list[dict]:
+    """Sanity controls of the finished found networks (slotlab.sanity), test accuracy."""
+    from slotlab.runs import open_run, run_dir
+    from slotlab.sanity import controls
+
+    rows = []
+    for label, config in configs(density, epochs, seed)[:4]:
+        if not (run_dir(config, runs) / "result.json").is_file():
+            continue
+        run = open_run(run_dir(config, runs))
+        splits = make_splits(config.dataset, config.val_size, config.split_seed, config.train_size)
+        row = {"density": density, "method": label}
+        for name, model in controls(run.model("best"), seed=seed).items():
+            row[name] = test_accuracy(model, splits)
+        rows.append(row)
+    return rows
+
+
+@torch.no_grad()
 def untrained_random_subnetwork(config: RunConfig) -> float:
     """Test accuracy of Edge-Popup's initial weights under a random mask of the same density (no training)."""
     from slotlab.methods import build
@@ -78,7 +105,20 @@ def main() -> None:
         help="method labels to run (e.g. biprop 'biprop + IWR'); default all",
     )
     parser.add_argument("--no-sanity", action="store_true", help="skip the untrained random-subnetwork row")
+    parser.add_argument(
+        "--controls", action="store_true", help="only print the sanity controls of the finished runs"
+    )
     args = parser.parse_args()
+    if args.controls:
+        print("| density | found network | test % | random mask | shuffled weights | signs only |")
+        print("|---|---|---|---|---|---|")
+        for density in args.densities:
+            for r in control_rows(density, args.epochs, args.seed, args.runs):
+                cells = " | ".join(
+                    f"{100 * r[k]:.2f}" for k in ("found", "random mask", "shuffled weights", "signs only")
+                )
+                print(f"| {density} | {r['method']} | {cells} |", flush=True)
+        return
     rows = []
     for density in args.densities:
         for label, config in configs(density, args.epochs, args.seed):
