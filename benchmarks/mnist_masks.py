@@ -108,7 +108,31 @@ def main() -> None:
     parser.add_argument(
         "--controls", action="store_true", help="only print the sanity controls of the finished runs"
     )
+    parser.add_argument(
+        "--values", action="store_true", help="only print distinct values of the recycling runs"
+    )
     args = parser.parse_args()
+    if args.values:
+        from slotlab.recycle import value_records
+        from slotlab.runs import open_run, run_dir
+
+        print(
+            "| density | run | layer | distinct at start | distinct at end | distinct among kept at end | rounds |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        for density in args.densities:
+            for label, config in configs(density, args.epochs, args.seed):
+                if config.recycle_rate == 0 or not (run_dir(config, args.runs) / "result.json").is_file():
+                    continue
+                records = value_records(open_run(run_dir(config, args.runs)))
+                for layer, rows in records.groupby("layer", sort=False):
+                    first, last = rows.iloc[0], rows.iloc[-1]
+                    rounds = int((rows["event"] == "recycle").sum())
+                    print(
+                        f"| {density} | {label} | {layer} | {first.distinct} | {last.distinct} | "
+                        f"{last.distinct_kept} | {rounds} |"
+                    )
+        return
     if args.controls:
         print("| density | found network | test % | random mask | shuffled weights | signs only |")
         print("|---|---|---|---|---|---|")
