@@ -20,11 +20,11 @@ from slotlab.config import RunConfig
 from slotlab.runs import load_or_run
 
 
-def configs(epochs: int, seeds: list[int]) -> list[RunConfig]:
+def configs(epochs: int, seeds: list[int], ks: list[int], dense: bool) -> list[RunConfig]:
     out = []
     for seed in seeds:
         seeds_kw = dict(weight_seed=seed, score_seed=seed, data_seed=seed, sample_seed=seed)
-        for k in (1, 2, 4, 8, 16):
+        for k in ks:
             out.append(
                 RunConfig(
                     method="slots",
@@ -35,7 +35,8 @@ def configs(epochs: int, seeds: list[int]) -> list[RunConfig]:
                     **seeds_kw,
                 )
             )
-        out.append(RunConfig(method="dense", lr=0.05, weight_decay=1e-4, epochs=epochs, **seeds_kw))
+        if dense:
+            out.append(RunConfig(method="dense", lr=0.05, weight_decay=1e-4, epochs=epochs, **seeds_kw))
     return out
 
 
@@ -43,10 +44,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8, 16], help="values of K")
+    parser.add_argument("--no-dense", action="store_true", help="skip the dense baseline")
     parser.add_argument("--runs", default="benchmarks/runs")
     args = parser.parse_args()
     rows = []
-    for config in configs(args.epochs, args.seeds):
+    for config in configs(args.epochs, args.seeds, args.ks, not args.no_dense):
         result = load_or_run(config, root=args.runs, progress=False)
         rows.append(
             {

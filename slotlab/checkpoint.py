@@ -33,8 +33,12 @@ def atomic_save(obj: Any, path: Path) -> None:
     _atomic(path, lambda handle: torch.save(obj, handle))
 
 
+def atomic_write_bytes(data: bytes, path: Path) -> None:
+    _atomic(path, lambda handle: handle.write(data))
+
+
 def atomic_write_text(text: str, path: Path) -> None:
-    _atomic(path, lambda handle: handle.write(text.encode()))
+    atomic_write_bytes(text.encode(), path)
 
 
 def atomic_write_json(obj: Any, path: Path) -> None:

@@ -149,3 +149,42 @@ def test_weight_decay_reaches_the_scores_only(tmp_path: Path) -> None:
     scores = [m.scores for m in trainer.model.modules() if hasattr(m, "scores")]
     assert len(params) == len(scores) == 3 and all(any(p is s for s in scores) for p in params)
     assert trainer.optimizer.param_groups[0]["weight_decay"] == 0.1
+
+
+def validations(trainer: Trainer) -> int:
+    return int((trainer.history["split"] == "val").sum())
+
+
+class CountingCallback(Callback):
+    """Records the order of hooks and carries a step count that must survive a resume."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.steps_seen = 0
+
+    def on_step_end(self, trainer: Trainer) -> None:
+        self.steps_seen += 1
+
+    def on_before_evaluate(self, trainer: Trainer) -> None:
+        self.events.append(f"before-evaluate:{validations(trainer)}")
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        self.events.append(f"epoch-end:{validations(trainer)}")
+
+    def state_dict(self) -> dict:
+        return {"steps_seen": self.steps_seen}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps_seen = state["steps_seen"]
+
+
+def test_callback_hooks_run_in_order_and_their_state_survives_a_resume(tmp_path: Path) -> None:
+    config = RunConfig(**{**QUICK, "train_size": 256, "epochs": 2})  # 2 steps per epoch
+    counter = CountingCallback()
+    with pytest.raises(KeyboardInterrupt):
+        load_or_run(config, root=tmp_path, callbacks=[counter, Interrupt(at_step=3)])
+    # the evaluation of epoch 1 comes after on_before_evaluate and before on_epoch_end
+    assert counter.events == ["before-evaluate:0", "epoch-end:1"]
+    resumed = CountingCallback()
+    load_or_run(config, root=tmp_path, callbacks=[resumed])  # resumes after epoch 1 (2 steps)
+    assert resumed.steps_seen == 4

@@ -125,7 +125,8 @@ class SlotLayer(nn.Module):
 
     def _setup(self, weight_shape: tuple[int, ...], k: int, selection: str, init: str, is_conv: bool) -> None:
         self.k = k
-        self.selection = selection
+        # not ``self.selection``: that name is the SelectingLayer method the analyses call
+        self.train_selection = selection
         self.eval_selection = "greedy"
         self.init = init
         self.is_conv = is_conv
@@ -152,7 +153,7 @@ class SlotLayer(nn.Module):
             self.scores.copy_(drawn)
 
     def selected_index(self) -> torch.Tensor:
-        """The slot each connection uses in the current mode (training: ``selection``; eval: ``eval_selection``)."""
+        """The slot each connection uses now (training: ``train_selection``; evaluation: ``eval_selection``)."""
         if self._rule() == "sampled":
             return sample_index(self.scores.detach(), self.generator)
         return greedy_index(self.scores.detach())
@@ -163,7 +164,7 @@ class SlotLayer(nn.Module):
         return greedy_index(self.scores).to(torch.uint8 if self.k <= 256 else torch.int16)
 
     def _rule(self) -> str:
-        return self.selection if self.training else self.eval_selection
+        return self.train_selection if self.training else self.eval_selection
 
     def effective_weight(self) -> torch.Tensor:
         """The weight the forward pass uses, (*weight_shape); differentiable with respect to the scores."""
@@ -171,7 +172,7 @@ class SlotLayer(nn.Module):
         return _StraightThroughSelect.apply(self.scores, self.values, index, self)
 
     def extra_repr(self) -> str:
-        return f"{self.weight_shape}, k={self.k}, selection={self.selection}, init={self.init}"
+        return f"{self.weight_shape}, k={self.k}, selection={self.train_selection}, init={self.init}"
 
 
 class SlotLinear(SlotLayer):

@@ -1,0 +1,86 @@
+"""Profiles: SLOTLAB_PROFILE, the methods' recipes and the notebooks' configs."""
+
+import pytest
+
+from slotlab.config import RunConfig
+from slotlab.errors import SlotlabError
+from slotlab.profiles import NOTEBOOKS, PROFILES, get_profile, notebook_configs
+
+
+def all_configs(value) -> list[RunConfig]:
+    if isinstance(value, RunConfig):
+        return [value]
+    items = value.values() if isinstance(value, dict) else value
+    return [c for item in items for c in all_configs(item)]
+
+
+def test_profile_comes_from_the_environment(monkeypatch) -> None:
+    monkeypatch.setenv("SLOTLAB_PROFILE", "smoke")
+    assert get_profile().name == "smoke"
+    monkeypatch.delenv("SLOTLAB_PROFILE")
+    assert get_profile().name == "laptop"
+    assert get_profile("paper").name == "paper"
+    monkeypatch.setenv("SLOTLAB_PROFILE", "huge")
+    with pytest.raises(SlotlabError, match="valid profiles: smoke, laptop, paper"):
+        get_profile()
+
+
+def test_smoke_configs_of_every_notebook_are_tiny_and_synthetic() -> None:
+    for notebook in NOTEBOOKS:
+        configs = all_configs(notebook_configs(notebook, "smoke"))
+        assert configs
+        for config in configs:
+            assert config.dataset.startswith("synthetic") and config.epochs <= 2, (notebook, config.name)
+
+
+def test_laptop_and_paper_use_the_real_data() -> None:
+    for name in ("laptop", "paper"):
+        for config in all_configs(notebook_configs("01_slot_machines_mnist", name)):
+            assert config.dataset == "mnist"
+
+
+def test_paper_recipe_for_slot_machines() -> None:
+    paper = PROFILES["paper"]
+    greedy8, greedy16 = paper.config("slots", k=8), paper.config("slots", k=16)
+    assert (greedy8.lr, greedy16.lr) == (0.2, 0.1)
+    assert greedy8.schedule == "restarts" and greedy8.milestones == (25, 75) and greedy8.epochs == 200
+    assert greedy8.weight_decay == 1e-4 and greedy8.momentum == 0.9
+    assert paper.config("slots", k=8, selection="sampled").lr == 25.0
+    assert paper.config("slots", model="vgg19", dataset="cifar10").epochs == 220
+    assert paper.config("learned").lr == 0.01
+
+
+def test_the_callers_fields_win_over_the_recipe() -> None:
+    laptop = PROFILES["laptop"]
+    config = laptop.config("slots", k=4, lr=0.3, epochs=3, score_seed=7)
+    assert (config.k, config.lr, config.epochs, config.score_seed) == (4, 0.3, 3, 7)
+    assert laptop.config("slots").epochs == laptop.epochs
+    with pytest.raises(SlotlabError, match="unknown config fields"):
+        laptop.config("slots", kk=4)
+
+
+def test_finetune_config_names_its_source_by_hash() -> None:
+    configs = notebook_configs("01_slot_machines_mnist", "smoke")
+    assert configs["finetune"].source == configs["source"].hash
+    with pytest.raises(SlotlabError, match="known notebooks"):
+        notebook_configs("99_nothing", "smoke")
+
+
+def test_k1_is_trained_one_epoch_since_it_cannot_learn() -> None:
+    configs = notebook_configs("01_slot_machines_mnist", "laptop")
+    assert configs["greedy"][1].epochs == 1 and configs["greedy"][8].epochs == PROFILES["laptop"].epochs
+    assert notebook_configs("00_quickstart", "laptop")["random"].epochs == 1
+
+
+def test_run_all_keeps_the_shape_and_the_table_has_a_row_per_run() -> None:
+    from slotlab.profiles import results_table, run_all
+
+    smoke = PROFILES["smoke"]
+    configs = {"sweep": {2: smoke.config("slots", k=2, epochs=1)}, "list": [smoke.config("dense", epochs=1)]}
+    runs = run_all(configs)
+    assert runs["sweep"][2].config == configs["sweep"][2] and runs["list"][0].config == configs["list"][0]
+    table = results_table(runs["sweep"], label="K")
+    assert table["K"].tolist() == [2]
+    assert table["test %"].iloc[0] == round(100 * runs["sweep"][2].test_accuracy, 2)
+    with pytest.raises(SlotlabError, match="expected configs"):
+        run_all({"bad": 3})
