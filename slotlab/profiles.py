@@ -155,11 +155,23 @@ def _finetune_recipe(profile: Profile, chosen: Mapping[str, Any]) -> dict[str, A
     return {**common, **_short(profile, max(1, profile.epochs // 2))}
 
 
+def _mask_recipe(profile: Profile, chosen: Mapping[str, Any]) -> dict[str, Any]:
+    """Edge-Popup / Biprop (REFERENCE §2.4, §3.4): SGD 0.1, momentum 0.9, wd 1e-4 on the scores, cosine, 100
+    epochs in the papers."""
+    common = {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "optimizer": "sgd"}
+    if profile.is_paper:
+        return {**common, "schedule": "cosine", "milestones": (), "epochs": 100}
+    return {**common, **_short(profile)}
+
+
 RECIPES: dict[str, Recipe] = {
     "slots": _slots_recipe,
     "dense": _dense_recipe,
     "learned": _dense_recipe,
     "finetune": _finetune_recipe,
+    "edge-popup": _mask_recipe,
+    "biprop": _mask_recipe,
+    "random-mask": _dense_recipe,
 }
 
 
@@ -170,6 +182,9 @@ METHOD_CHOICES: dict[str, tuple[str, ...]] = {
     "learned": ("k",),
     "finetune": ("source",),
     "dense": (),
+    "edge-popup": ("density",),
+    "biprop": ("density",),
+    "random-mask": ("density",),
 }
 
 
