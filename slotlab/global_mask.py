@@ -33,9 +33,10 @@ def annealed_density(target: float, epoch: int, anneal_epochs: int) -> float:
 class GlobalScope:
     """Computes the masks of a set of layers with one threshold; layers ask it through ``mask_of``.
 
-    Masks are recomputed when any layer's scores change (tracked by their version counters, which every in-place
-    torch operation bumps, optimiser steps and ``load_state_dict`` included) or when the density or mode changes;
-    so one training forward computes them once, not once per layer.
+    Within one forward pass of the model the masks are computed once (by the first masked layer) and shared: hooks
+    on the model open and close that window. Outside it (a layer called on its own, ``selection()`` after an
+    optimiser step) every request recomputes them. (Score version counters cannot be trusted for this: fused
+    optimisers update parameters without bumping them.)
     """
 
     def __init__(self, layers: list[MaskedLayer], density: float) -> None:
@@ -43,34 +44,33 @@ class GlobalScope:
         self.density = density  # the target, used in evaluation
         self.train_density = density  # set by DensityAnnealing
         self.total = sum(layer.scores.numel() for layer in self.layers)
-        self._key: tuple | None = None
-        self._masks: list[torch.Tensor] = []
+        self._in_forward = False
+        self._cached: tuple[bool, list[torch.Tensor]] | None = None
 
     def kept(self, training: bool) -> int:
         return kept_count(self.train_density if training else self.density, self.total)
 
     @torch.no_grad()
-    def masks(self, training: bool) -> list[torch.Tensor]:
-        key = (
-            training,
-            self.train_density,
-            tuple((layer.scores._version, layer.scores.data_ptr()) for layer in self.layers),
-        )
-        if key != self._key:
-            magnitude = torch.cat([layer.scores.detach().abs().reshape(-1) for layer in self.layers])
-            flat = top_mask(magnitude, self.kept(training))
-            self._masks = [
-                m.view(layer.weight_shape)
-                for m, layer in zip(
-                    flat.split([layer.scores.numel() for layer in self.layers]), self.layers, strict=True
-                )
-            ]
-            self._key = key
-        return self._masks
+    def compute(self, training: bool) -> list[torch.Tensor]:
+        """Fresh masks of all layers (bool, each weight-shaped), one threshold over all their |scores|."""
+        magnitude = torch.cat([layer.scores.detach().abs().reshape(-1) for layer in self.layers])
+        flat = top_mask(magnitude, self.kept(training))
+        sizes = [layer.scores.numel() for layer in self.layers]
+        return [m.view(layer.weight_shape) for m, layer in zip(flat.split(sizes), self.layers, strict=True)]
 
     def mask_of(self, layer: MaskedLayer) -> torch.Tensor:
         index = next(i for i, other in enumerate(self.layers) if other is layer)
-        return self.masks(layer.training)[index]
+        if not self._in_forward:
+            return self.compute(layer.training)[index]
+        if self._cached is None or self._cached[0] != layer.training:
+            self._cached = (layer.training, self.compute(layer.training))
+        return self._cached[1][index]
+
+    def _open(self, module: nn.Module, args: tuple) -> None:
+        self._in_forward, self._cached = True, None
+
+    def _close(self, module: nn.Module, args: tuple, output: object) -> None:
+        self._in_forward, self._cached = False, None
 
 
 def attach_global_scope(model: nn.Module, density: float) -> GlobalScope:
@@ -79,6 +79,8 @@ def attach_global_scope(model: nn.Module, density: float) -> GlobalScope:
     scope = GlobalScope(layers, density)
     for layer in layers:
         layer.global_scope = scope
+    model.register_forward_pre_hook(scope._open)
+    model.register_forward_hook(scope._close, always_call=True)
     return scope
 
 

@@ -97,6 +97,28 @@ def test_global_masks_follow_the_optimiser() -> None:
     assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True))
 
 
+def test_training_forward_uses_fresh_global_masks_after_fused_steps() -> None:
+    # fused optimisers do not bump version counters: the masks must not be cached across forwards
+    config = RunConfig(method="edge-popup", scope="global", density=0.3, dataset="synthetic")
+    model = build(config, (1, 28, 28), 10).train()
+    optimizer = torch.optim.SGD(trainable_parameters(model), lr=5.0, momentum=0.9, fused=True)
+    x, y = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))
+    for _ in range(3):
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    layers = masked_layers(model)
+    magnitude = torch.cat([layer.scores.detach().abs().reshape(-1) for layer in layers])
+    masks = reference_mask(magnitude, kept_count(0.3, magnitude.numel())).split(
+        [layer.weight.numel() for layer in layers]
+    )
+    h = x.flatten(1)
+    for i, (layer, mask) in enumerate(zip(layers, masks, strict=True)):
+        h = F.linear(h, layer.weight * mask.view(layer.weight_shape))
+        h = h.relu() if i < len(layers) - 1 else h
+    assert torch.allclose(model(x), h, atol=1e-5)
+
+
 def test_annealed_density_follows_the_cubic_schedule() -> None:
     assert annealed_density(0.1, 0, 10) == pytest.approx(0.5)
     assert annealed_density(0.1, 5, 10) == pytest.approx(0.1 + 0.4 * 0.5**3)
