@@ -1,12 +1,15 @@
-"""Command line: ``python -m slotlab train ...`` and ``python -m slotlab export RUN``.
+"""Command line: ``python -m slotlab train ...``, ``python -m slotlab sweep --grid ...`` and
+``python -m slotlab export RUN``.
 
-Flags of ``train`` are generated from ``RunConfig`` (one flag per field, help text next to the field), so the CLI
-and the Python API cannot drift apart.
+Flags of ``train`` (and the base config of ``sweep``) are generated from ``RunConfig`` (one flag per field, help
+text next to the field), so the CLI and the Python API cannot drift apart. ``train`` runs unchanged under
+``torchrun --nproc-per-node=N -m slotlab train ...`` (DistributedDataParallel; rank 0 prints and writes).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import fields
 
@@ -36,11 +39,51 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_catalogue(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _config_flags(train)
+    sweep = sub.add_parser(
+        "sweep",
+        help="train many runs from a grid of overrides, in parallel, and print the summary table",
+        description="Points are runs named by their config hash: finished ones are read back, stopped ones "
+        "resume, and runs another process is training are waited for. The other flags set the base config.",
+        epilog="example: python -m slotlab sweep --dataset cifar10 --model conv4 --epochs 30 "
+        "--grid k=1,2,4,8,16 seed=0,1,2 --workers 2\n\n" + _catalogue(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sweep.add_argument(
+        "--grid",
+        nargs="+",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="fields and their values; every combination is a point (seed=... sets all five seeds; "
+        "list fields take alternatives separated by '/': milestones=25,75/80)",
+    )
+    sweep.add_argument(
+        "--point",
+        action="append",
+        default=[],
+        metavar='"NAME=V ..."',
+        help="one point (space-separated assignments); repeat for a list of points, combined with --grid",
+    )
+    _config_flags(sweep)
+    sweep.add_argument(
+        "--workers", type=int, default=None, help="parallel processes (default: one per GPU, else up to 4)"
+    )
+    sweep.add_argument(
+        "--no-wait", action="store_true", help="report runs locked by another process instead of waiting"
+    )
+    export = sub.add_parser("export", help="write a run's found network: a plain model and a compact file")
+    export.add_argument("run", help="run folder (or its hash)")
+    export.add_argument("--runs", default=None, help="runs folder to look the hash up in")
+    return parser
+
+
+def _config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per ``RunConfig`` field, plus the runtime flags shared by train and sweep."""
     defaults = RunConfig()
     for f in fields(RunConfig):
         default = getattr(defaults, f.name)
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        train.add_argument(
+        parser.add_argument(
             f"--{f.name.replace('_', '-')}",
             dest=f.name,
             default=None,
@@ -48,29 +91,77 @@ def _parser() -> argparse.ArgumentParser:
             choices=CHOICES.get(f.name),
             help=f"{FIELD_HELP[f.name]} (default: {shown})",
         )
-    train.add_argument("--seed", type=int, default=None, help="set all five seeds at once")
-    train.add_argument("--runs", default=None, help="runs folder (default: $SLOTLAB_RUNS or ./runs)")
-    train.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
-    train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    export = sub.add_parser("export", help="write a run's found network: a plain model and a compact file")
-    export.add_argument("run", help="run folder (or its hash)")
-    export.add_argument("--runs", default=None, help="runs folder to look the hash up in")
-    return parser
+    parser.add_argument("--seed", type=int, default=None, help="set all five seeds at once")
+    parser.add_argument("--runs", default=None, help="runs folder (default: $SLOTLAB_RUNS or ./runs)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _train(args: argparse.Namespace) -> None:
-    from slotlab.runs import load_or_run, run_dir
-
+def _given_values(args: argparse.Namespace) -> dict:
+    """The config fields given on the command line (``--seed`` filling the seeds not given one by one)."""
     values = {f.name: getattr(args, f.name) for f in fields(RunConfig) if getattr(args, f.name) is not None}
     if args.seed is not None:
         for name in ("weight_seed", "score_seed", "data_seed", "sample_seed", "split_seed"):
             values.setdefault(name, args.seed)
-    config = RunConfig(**values)
-    print(f"run {config.name} -> {run_dir(config, args.runs)}")
-    result = load_or_run(config, root=args.runs, device=args.device, progress=not args.no_progress or None)
-    table = result.summary()
-    print(table.to_string(float_format=lambda v: f"{v:.4f}"))
-    print(f"({table.attrs['note']}; run folder {result.path})")
+    return values
+
+
+def _train(args: argparse.Namespace) -> int:
+    from slotlab import distributed
+    from slotlab.methods import method_config
+    from slotlab.runs import load_or_run, run_dir
+
+    config = method_config(
+        **_given_values(args)
+    )  # the method's own defaults (laperm: Adam) for what is not given
+    # torchrun's rank (the process group itself starts in load_or_run): rank 0 alone prints
+    primary = int(os.environ.get("RANK", "0")) == 0
+    if primary:
+        print(f"run {config.name} -> {run_dir(config, args.runs)}")
+    try:
+        result = load_or_run(
+            config, root=args.runs, device=args.device, progress=not args.no_progress or None
+        )
+    finally:
+        distributed.shutdown()
+    if primary:
+        table = result.summary()
+        print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+        print(f"({table.attrs['note']}; run folder {result.path})")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from slotlab.sweep import parse_assignments, sweep
+
+    grid = parse_assignments(args.grid)
+    points = []
+    for text in args.point:
+        assignments = parse_assignments(text.split())
+        if any(len(v) > 1 for v in assignments.values()):
+            raise SlotlabError(f"--point {text!r} must give one value per field; use --grid for alternatives")
+        points.append({k: v[0] for k, v in assignments.items()})
+    result = sweep(
+        grid,
+        points,
+        base=_given_values(args),
+        root=args.runs,
+        workers=args.workers,
+        device=args.device,
+        progress=not args.no_progress or None,
+        wait_for_locks=not args.no_wait,
+    )
+    table = result.table()
+    with pd.option_context("display.max_colwidth", 80, "display.width", 200):
+        print(table.drop(columns="error").to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    for point in result.points:
+        if point.status in ("failed", "locked"):
+            print(f"point {point.index} {point.overrides}: {point.status}: {point.error}", file=sys.stderr)
+    counts = table["status"].value_counts().to_dict()
+    print("sweep: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + f" (runs folder {result.root})")
+    return 1 if result.failed else 0
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -111,8 +202,7 @@ def _export(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        {"train": _train, "export": _export}[args.command](args)
+        return {"train": _train, "sweep": _sweep, "export": _export}[args.command](args) or 0
     except SlotlabError as error:
         print(f"slotlab: error: {error}", file=sys.stderr)
         return 2
-    return 0

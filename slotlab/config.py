@@ -59,6 +59,13 @@ FIELD_HELP = {
     "sample_seed": "seed of sampled selection and dropout",
     "split_seed": "seed of the train/validation split",
     # LaPerm
+    "sync_period": "laperm: sync every K optimiser steps (rows become permutations of their initial values)",
+    "permute_bias": "laperm: also permute biases (skipped and trained freely by default)",
+    "permute_norm": "laperm: also permute BatchNorm scales and shifts (skipped and trained freely by default)",
+    "init_density": "laperm: fraction of each weight tensor left non-zero at initialisation (random sparse init); "
+    "one value, or one per layer such as 1/15,1/7,1/3; empty: dense",
+    "shared_value": "laperm: weight-agnostic start, every weight this one value before init_density's zeros "
+    "(0: off)",
     # end of LaPerm
 }
 
@@ -121,7 +128,11 @@ class RunConfig:
     sample_seed: int = 0
     split_seed: int = 0
     # --- LaPerm (fields added below this line) ---
-
+    sync_period: int = 20
+    permute_bias: bool = False
+    permute_norm: bool = False
+    init_density: str = ""
+    shared_value: float = 0.0
     # --- end of LaPerm ---
 
     def __post_init__(self) -> None:

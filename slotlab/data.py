@@ -3,10 +3,12 @@
 MNIST, Fashion-MNIST and CIFAR-10 load through ``torchvision.datasets`` from ``$SLOTLAB_DATA`` (else the
 project's ``data/`` folder). Whole datasets are small (CIFAR-10 is 150 MB as uint8), so each is read once per
 process and batches are cut, normalised and augmented on the training device: no worker processes, no per-image
-Python calls, and the same code path on a laptop CPU and on a GPU.
+Python calls, and the same code path on a laptop CPU and on a GPU. ImageNet, too large for memory, streams from
+an image folder instead (``slotlab.imagenet``), behind the same batch interface.
 
 Randomness: the train/validation split comes from ``split_seed``; the order and augmentation of epoch ``e`` come
 from a generator seeded with ``(data_seed, e)``, so a resumed run sees exactly the batches it would have seen.
+Under DistributedDataParallel each rank takes its shard of that same order (``slotlab.distributed.shard``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from slotlab.distributed import shard
 from slotlab.errors import SlotlabError
 from slotlab.init import stream_seed
 
@@ -34,6 +37,9 @@ class DatasetInfo:
     std: tuple[float, ...]
     val_size: int  # default number of training examples held out for validation
     description: str
+    folder: str | None = (
+        None  # streamed from $SLOTLAB_DATA/<folder>/{train,val}/<class>/<image> (ImageFolder)
+    )
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -73,6 +79,17 @@ DATASETS: dict[str, DatasetInfo] = {
     "synthetic-cifar": DatasetInfo(
         "synthetic-cifar", None, (3, 32, 32), 10, (0.5,) * 3, (0.25,) * 3, 300, "tiny 3x32x32 set for tests"
     ),
+    "imagenet": DatasetInfo(
+        "imagenet",
+        None,
+        (3, 224, 224),
+        1000,
+        (0.485, 0.456, 0.406),
+        (0.229, 0.224, 0.225),
+        10_000,
+        "ImageNet (ILSVRC-2012) from $SLOTLAB_DATA/imagenet/{train,val}; 224x224 crops",
+        folder="imagenet",
+    ),
 }
 
 
@@ -107,7 +124,7 @@ class Split:
 @dataclass
 class Splits:
     info: DatasetInfo
-    train: Split
+    train: Split  # or, for an image-folder dataset, a slotlab.imagenet.FolderSplit
     val: Split
     test: Split
 
@@ -148,6 +165,8 @@ def _load_torchvision(info: DatasetInfo, root: Path, train: bool, download: bool
 def load_split(name: str, train: bool, root: Path | None = None, download: bool = True) -> Split:
     """The full official train or test split of ``name``."""
     info = dataset_info(name)
+    if info.folder is not None:
+        raise SlotlabError(f"{name} is streamed from an image folder, not held in memory; use make_splits")
     if info.torchvision_class is None:
         return _synthetic(info, train)
     return _load_torchvision(info, Path(root) if root else data_root(), train, download)
@@ -163,6 +182,10 @@ def make_splits(
 ) -> Splits:
     """Train/validation split of the official training set (seeded), and the official test set."""
     info = dataset_info(name)
+    if info.folder is not None:
+        from slotlab.imagenet import make_folder_splits
+
+        return make_folder_splits(info, Path(root) if root else data_root(), val_size, split_seed, train_size)
     full = load_split(name, True, root, download)
     test = load_split(name, False, root, download)
     n_val = info.val_size if val_size < 0 else val_size
@@ -187,11 +210,32 @@ def epoch_generator(data_seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(stream_seed(f"data-epoch-{epoch}", data_seed))
 
 
+def make_batches(
+    split,
+    info: DatasetInfo,
+    batch_size: int,
+    device: torch.device | str = "cpu",
+    augment: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
+):
+    """The batches of ``split``: in memory (``Batches``) or streamed from an image folder (``FolderBatches``)."""
+    if isinstance(split, Split):
+        return Batches(split, info, batch_size, device, augment, rank, world_size)
+    from slotlab.imagenet import FolderBatches
+
+    return FolderBatches(split, info, batch_size, device, rank, world_size)
+
+
 class Batches:
     """Batches of one split on ``device``: normalised float images and labels.
 
-    ``shuffle_seed=None`` iterates in order (evaluation). With ``augment``, each image is randomly cropped
+    ``epoch(None)`` iterates in order (evaluation). With ``augment``, each image is randomly cropped
     from its 4-pixel zero-padded version and flipped horizontally with probability 1/2.
+
+    ``rank``/``world_size``: this process's shard (see ``slotlab.distributed.shard``); ``batch_size`` is then the
+    per-rank batch. Augmentation draws are made for the whole global batch and sliced like the images, so each
+    image is augmented as in a single-process run.
     """
 
     def __init__(
@@ -201,10 +245,13 @@ class Batches:
         batch_size: int,
         device: torch.device | str = "cpu",
         augment: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         self.batch_size = batch_size
         self.device = torch.device(device)
         self.augment = augment
+        self.rank, self.world_size = rank, world_size
         self.images = split.images.to(self.device)
         self.labels = split.labels.to(self.device)
         shape = (1, -1, 1, 1)
@@ -212,13 +259,20 @@ class Batches:
         self.std = torch.tensor(info.std, device=self.device).view(shape) * 255
 
     def __len__(self) -> int:
-        return -(-len(self.labels) // self.batch_size)
+        """Batches per epoch of this rank (training, padded: the same on every rank)."""
+        per_rank = -(-len(self.labels) // self.world_size)
+        return -(-per_rank // self.batch_size)
 
     def epoch(self, generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (images (B, C, H, W) float32, labels (B,)); shuffled and augmented when a generator is given."""
         n = len(self.labels)
-        order = torch.randperm(n, generator=generator).to(self.device) if generator is not None else None
-        for start in range(0, n, self.batch_size):
+        order: torch.Tensor | None = None
+        if generator is not None:
+            order = shard(torch.randperm(n, generator=generator), self.rank, self.world_size).to(self.device)
+        elif self.world_size > 1:
+            order = torch.arange(self.rank, n, self.world_size, device=self.device)
+        count = n if order is None else len(order)
+        for start in range(0, count, self.batch_size):
             idx = (
                 order[start : start + self.batch_size]
                 if order is not None
@@ -226,17 +280,24 @@ class Batches:
             )
             images = self.images[idx].float()
             if self.augment and generator is not None:
-                images = random_crop_flip(images, generator)
+                images = random_crop_flip(images, generator, rank=self.rank, world_size=self.world_size)
             yield (images - self.mean) / self.std, self.labels[idx]
 
 
-def random_crop_flip(images: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
-    """Per-image random crop of the zero-padded batch (B, C, H, W) and a horizontal flip with p = 1/2."""
+def random_crop_flip(
+    images: torch.Tensor, generator: torch.Generator, padding: int = 4, rank: int = 0, world_size: int = 1
+) -> torch.Tensor:
+    """Per-image random crop of the zero-padded batch (B, C, H, W) and a horizontal flip with p = 1/2.
+
+    The draws are made for the global batch of ``B * world_size`` images and rank ``rank`` takes its
+    interleaved share, the same positions its images hold in the global batch.
+    """
     b, c, h, w = images.shape
     padded = F.pad(images, (padding,) * 4)
-    dy = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(images.device)
-    dx = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(images.device)
-    flip = (torch.rand(b, generator=generator) < 0.5).to(images.device)
+    total, mine = b * world_size, slice(rank, None, world_size)
+    dy = torch.randint(0, 2 * padding + 1, (total,), generator=generator)[mine].to(images.device)
+    dx = torch.randint(0, 2 * padding + 1, (total,), generator=generator)[mine].to(images.device)
+    flip = (torch.rand(total, generator=generator) < 0.5)[mine].to(images.device)
     rows = dy[:, None] + torch.arange(h, device=images.device)  # (B, H)
     cols = dx[:, None] + torch.arange(w, device=images.device)  # (B, W)
     cols = torch.where(flip[:, None], cols.flip(1), cols)

@@ -12,15 +12,21 @@ LaPerm syncs, snapshots) comes in as trainer callbacks, never as a fork of the t
 | edge-popup | which connections to keep (top-|score| mask)            | Ramanujan et al. 2020                   |
 | biprop   | which connections to keep; kept weights become alpha*sign(W) | Diffenderfer & Kailkhura 2021 (MPT)   |
 | random-mask | the weights, under a fixed random mask (random pruning) | sanity baseline                         |
+| laperm   | where the initial values sit (rows permuted every k steps)| Qiu & Suda 2020 (LaPerm)                |
 
 Iterative Weight Recycling (Gorbett & Whitley 2023) and IteRand (Chijiwa et al. 2021) are options of edge-popup
 and biprop (``recycle_rate``, ``iterand_rate``): callbacks, see ``slotlab.recycle``.
+
+A method may bring its own defaults for fields the user leaves out (laperm: Adam, lr 1e-3, as in its paper);
+``method_config`` and the command line apply them, ``RunConfig`` itself does not.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -43,6 +49,8 @@ class Method:
     build: Callable | None = None  # (config, input_shape, num_classes) -> Network; None: build and initialise
     callbacks: Callable | None = None  # (config) -> list[Callback]: the method's periodic work, if any
     check: Callable | None = None  # (config) -> None: raise SlotlabError on option values the method rejects
+    # fields the method sets when the user leaves them out (applied by method_config and the command line)
+    defaults: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, config) -> None:
         if config.init != "default" and config.init not in self.inits:
@@ -163,6 +171,39 @@ def _check_masks(config) -> None:
         )
 
 
+def _laperm_factory(config) -> LayerFactory:
+    return DenseFactory(METHODS["laperm"].init_name(config))
+
+
+def _build_laperm(config, input_shape, num_classes) -> Network:
+    """Dense seeded weights, then the paper's initial variants: one shared value, random zeros."""
+    from slotlab.laperm import agnosticize, parse_densities, sparsify
+
+    model = build_model(config.model, _laperm_factory(config), input_shape, num_classes)
+    initialize(model, config.weight_seed, config.score_seed)
+    if config.shared_value != 0:
+        agnosticize(model, config.shared_value)
+    densities = parse_densities(config.init_density)
+    if densities and densities != [1.0]:
+        sparsify(model, densities, config.weight_seed)
+    return model
+
+
+def _laperm_callbacks(config) -> list:
+    from slotlab.laperm import LaPermSync
+
+    return [LaPermSync(config.sync_period, config.permute_bias, config.permute_norm)]
+
+
+def _check_laperm(config) -> None:
+    from slotlab.laperm import check_sync_period, parse_densities
+
+    check_sync_period(config.sync_period)
+    parse_densities(config.init_density)
+    if not math.isfinite(config.shared_value):
+        raise SlotlabError(f"shared_value must be a finite number (0: off), got {config.shared_value}")
+
+
 METHODS: dict[str, Method] = {
     "slots": Method(
         "slots", "Slot Machines: pick one of K random values per connection", _slot_factory, SLOT_INITS
@@ -209,7 +250,30 @@ METHODS: dict[str, Method] = {
         _mask_callbacks,
         _check_masks,
     ),
+    "laperm": Method(
+        "laperm",
+        "LaPerm: trained weights synced every --sync-period steps to permutations of the initial rows "
+        "(Adam, lr 1e-3 unless given)",
+        _laperm_factory,
+        DENSE_INITS,
+        _build_laperm,
+        _laperm_callbacks,
+        _check_laperm,
+        {"optimizer": "adam", "lr": 1e-3},
+    ),
 }
+
+
+def method_config(**values: Any):
+    """A ``RunConfig`` of ``values``, where fields left out take the method's own defaults before the global ones.
+
+    ``method_config(method="laperm")`` trains with Adam at lr 1e-3; ``RunConfig(method="laperm")`` with the
+    global SGD defaults. The command line builds its configs this way.
+    """
+    from slotlab.config import RunConfig
+
+    method = METHODS.get(values.get("method", RunConfig.method))
+    return RunConfig(**{**(method.defaults if method else {}), **values})
 
 
 def build(config, input_shape: tuple[int, int, int], num_classes: int) -> Network:

@@ -8,6 +8,9 @@
 | vgg19      | Slot Machines (vgg19.py)              | 16 convs with BatchNorm, AvgPool(2), one FC 512-10         |
 | resnet20   | He et al. 2016 (CIFAR ResNet)         | 3 stages x 3 basic blocks, 16/32/64 channels               |
 | resnet18   | He et al. 2016 in its CIFAR form      | 3x3 stem, 4 stages x 2 basic blocks, 64..512 channels      |
+| f2         | LaPerm (Qiu & Suda 2020), F2          | 784-128-64-10 (any input is flattened)                     |
+| resnet50   | He et al. 2016 (ImageNet; torchvision)| 7x7 stem, 3-4-6-3 bottlenecks (stride on the 3x3), 2048-d  |
+| wide_resnet50_2 | Zagoruyko & Komodakis 2016 (torchvision) | ResNet-50 with bottleneck widths doubled          |
 
 No biases anywhere (the factories build bias-free layers); BatchNorm is non-affine for random-weight methods.
 Conv-8 in the Slot Machines form is not in that paper: it extends Conv-6 by one more 'same'-padded pair of 512.
@@ -61,6 +64,12 @@ def _fc_head(
 def lenet300(factory: LayerFactory, input_shape: Shape, num_classes: int) -> nn.Module:
     return nn.Sequential(
         nn.Flatten(), *_fc_head(factory, math.prod(input_shape), (300, 100, num_classes), 0.0)
+    )
+
+
+def f2(factory: LayerFactory, input_shape: Shape, num_classes: int) -> nn.Module:
+    return nn.Sequential(
+        nn.Flatten(), *_fc_head(factory, math.prod(input_shape), (128, 64, num_classes), 0.0)
     )
 
 
@@ -167,6 +176,66 @@ class BasicBlock(nn.Module):
         return self.act2(out + self.shortcut(x))
 
 
+class Bottleneck(nn.Module):
+    """1x1 (reduce) - 3x3 (carries the stride, as torchvision's "v1.5") - 1x1 (expand x4), identity or 1x1 shortcut."""
+
+    expansion = 4
+
+    def __init__(self, factory: LayerFactory, in_channels: int, planes: int, stride: int, width: int) -> None:
+        super().__init__()
+        out_channels = planes * self.expansion
+        self.conv1 = factory.conv2d(in_channels, width, 1)
+        self.bn1 = factory.batchnorm2d(width)
+        self.act1 = factory.activation()
+        self.conv2 = factory.conv2d(width, width, 3, stride=stride, padding=1)
+        self.bn2 = factory.batchnorm2d(width)
+        self.act2 = factory.activation()
+        self.conv3 = factory.conv2d(width, out_channels, 1)
+        self.bn3 = factory.batchnorm2d(out_channels)
+        self.act3 = factory.activation()
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                factory.conv2d(in_channels, out_channels, 1, stride=stride), factory.batchnorm2d(out_channels)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act1(self.bn1(self.conv1(x)))
+        out = self.act2(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.act3(out + self.shortcut(x))
+
+
+def _imagenet_resnet(
+    name: str, blocks: Sequence[int], width_factor: int = 1
+) -> Callable[[LayerFactory, Shape, int], nn.Module]:
+    """torchvision's ResNet-50 family: 7x7/2 stem and 3x3/2 max-pool, four bottleneck stages, global pooling."""
+
+    def build(factory: LayerFactory, input_shape: Shape, num_classes: int) -> nn.Module:
+        if min(input_shape[1:]) < 32:
+            raise SlotlabError(
+                f"model {name} downsamples by 32 and needs images of at least 32x32, got {tuple(input_shape)}; "
+                f"use ImageNet (3x224x224)"
+            )
+        layers: list[nn.Module] = [
+            factory.conv2d(input_shape[0], 64, 7, stride=2, padding=3),
+            factory.batchnorm2d(64),
+            factory.activation(),
+            nn.MaxPool2d(3, stride=2, padding=1),
+        ]
+        in_channels = 64
+        for stage, count in enumerate(blocks):
+            planes = 64 * 2**stage
+            for block in range(count):
+                stride = 2 if (stage > 0 and block == 0) else 1
+                layers.append(Bottleneck(factory, in_channels, planes, stride, planes * width_factor))
+                in_channels = planes * Bottleneck.expansion
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), factory.linear(in_channels, num_classes)]
+        return nn.Sequential(*layers)
+
+    return build
+
+
 def _resnet(name: str, widths: Sequence[int], blocks: int) -> Callable[[LayerFactory, Shape, int], nn.Module]:
     def build(factory: LayerFactory, input_shape: Shape, num_classes: int) -> nn.Module:
         downsamplings = len(widths) - 1
@@ -205,6 +274,12 @@ MODELS: dict[str, tuple[Callable[[LayerFactory, Shape, int], nn.Module], str]] =
     "vgg19": (vgg19, "VGG-19 for CIFAR with non-affine BatchNorm, one FC layer"),
     "resnet20": (_resnet("resnet20", (16, 32, 64), 3), "CIFAR ResNet-20 (16/32/64 channels)"),
     "resnet18": (_resnet("resnet18", (64, 128, 256, 512), 2), "ResNet-18 in its CIFAR form (3x3 stem)"),
+    "resnet50": (_imagenet_resnet("resnet50", (3, 4, 6, 3)), "ResNet-50 for ImageNet (torchvision layout)"),
+    "wide_resnet50_2": (
+        _imagenet_resnet("wide_resnet50_2", (3, 4, 6, 3), width_factor=2),
+        "Wide ResNet-50-2 for ImageNet (torchvision layout)",
+    ),
+    "f2": (f2, "LaPerm's F2, fully connected 784-128-64-10"),
 }
 
 

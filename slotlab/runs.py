@@ -8,8 +8,14 @@ A run's folder is ``<runs root>/<method>-<model>-<dataset>-<hash>/`` and holds
     best.pt        the model of the best epoch so far                     (atomic)
     history.csv    epoch, split, loss, accuracy, lr, seconds
     result.json    final metrics                                           (written last: the run is done)
+    lock           while a process trains the run: its host and pid        (removed when it stops)
 
-An interrupted run resumes from ``last.pt`` and ends exactly as if it had never stopped.
+An interrupted run resumes from ``last.pt`` and ends exactly as if it had never stopped. A run being trained is
+claimed by its lock (``slotlab.locks``): a second process asking for it gets ``RunLocked`` instead of training it
+twice, and the lock of a process that died is taken over.
+
+Under torchrun every rank trains and rank 0 alone takes the lock and writes the folder; the folder must be
+visible to every rank (one node, or a shared filesystem) for a stopped distributed run to resume.
 """
 
 from __future__ import annotations
@@ -25,12 +31,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from slotlab import __version__
+from slotlab import __version__, distributed
 from slotlab.checkpoint import atomic_save, atomic_write_json, atomic_write_text, safe_load
 from slotlab.config import RunConfig
 from slotlab.data import dataset_info, make_splits
 from slotlab.device import pick_device
 from slotlab.errors import SlotlabError
+from slotlab.locks import RunLock, RunLocked
 from slotlab.methods import build
 from slotlab.train import Callback, Trainer
 
@@ -144,11 +151,35 @@ def load_or_run(
     progress: bool | None = None,
     data_root: str | Path | None = None,
 ) -> RunResult:
-    """The result of ``config``: read from its run folder when finished, else trained (resuming if stopped)."""
+    """The result of ``config``: read from its run folder when finished, else trained (resuming if stopped).
+
+    Raises ``RunLocked`` when another live process is training the same run. Under torchrun (see
+    ``slotlab.distributed``) all ranks train together and return the same metrics; rank 0 writes the folder.
+    """
     path = run_dir(config, root)
     if (path / "result.json").is_file():
         return open_run(path)
-    device = pick_device(device)
+    ctx, device = distributed.init_from_env(pick_device(device))
+    lock = RunLock(path)
+    refusal = None
+    if ctx.is_primary:
+        try:
+            lock.acquire()
+        except RunLocked as error:
+            refusal = str(error)
+    refusal = distributed.broadcast_object(refusal, ctx)  # every rank stops, or none does
+    if refusal is not None:
+        raise RunLocked(refusal)
+    try:
+        return _train_run(config, path, ctx, device, callbacks, progress, data_root)
+    finally:
+        if ctx.is_primary:
+            lock.release()
+
+
+def _train_run(config, path, ctx, device, callbacks, progress, data_root) -> RunResult:
+    if (path / "result.json").is_file():  # finished by another process while we waited for the lock
+        return open_run(path)
     splits = make_splits(config.dataset, config.val_size, config.split_seed, config.train_size, data_root)
     model = build(config, splits.info.input_shape, splits.info.num_classes)
     if (path / "config.json").is_file():
@@ -157,21 +188,30 @@ def load_or_run(
             raise SlotlabError(
                 f"{path} belongs to config {saved.get('hash')}, not {config.hash}; move it away"
             )
-    else:
+    elif ctx.is_primary:
         atomic_write_json(
             {"hash": config.hash, "name": config.name, "slotlab": __version__, "config": config.to_dict()},
             path / "config.json",
         )
-    if not (path / "init.pt").is_file():
+    if ctx.is_primary and not (path / "init.pt").is_file():
         atomic_save({"config_hash": config.hash, "model": model.state_dict()}, path / "init.pt")
-    trainer = Trainer(config, model, splits, device, [*callbacks, Checkpointer(path, config)], progress)
-    if (path / "last.pt").is_file():
+    writers = [Checkpointer(path, config)] if ctx.is_primary else []
+    trainer = Trainer(config, model, splits, device, [*callbacks, *writers], progress)
+    resume = distributed.broadcast_object((path / "last.pt").is_file(), ctx)
+    if resume:
+        if not (path / "last.pt").is_file():
+            raise SlotlabError(
+                f"rank {ctx.rank} cannot see {path / 'last.pt'}, which rank 0 resumes from; put the runs folder "
+                f"on a filesystem every node shares"
+            )
         state = _load_checked(path / "last.pt", config, device)
         best = (
             _load_checked(path / "best.pt", config, device)["model"] if (path / "best.pt").is_file() else None
         )
         trainer.load_state_dict(state, best)
     result = trainer.fit()
-    atomic_write_text(result.history.to_csv(index=False), path / "history.csv")
-    atomic_write_json(result.metrics, path / "result.json")
+    if ctx.is_primary:
+        atomic_write_text(result.history.to_csv(index=False), path / "history.csv")
+        atomic_write_json(result.metrics, path / "result.json")
+    distributed.barrier(ctx)  # other ranks return once the folder is complete
     return RunResult(config, path, result.metrics, result.history)

@@ -7,6 +7,10 @@ the test set every epoch and the maximum reported, which is optimistic and label
 Randomness is derived per epoch: the data order and augmentation from (data_seed, epoch), dropout and sampled
 selection from (sample_seed, epoch). A run resumed from the checkpoint of epoch e therefore replays epoch e + 1
 exactly, and ends bit-identical (on the CPU) to a run that was never interrupted.
+
+Under torchrun the training step calls the model through DistributedDataParallel, each rank trains on its shard
+of every global batch, and every metric is a sum reduced over ranks (``slotlab.distributed``); ``trainer.model``
+stays the plain module, so callbacks edit and read it the same way on one process or many.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slotlab.data import Batches, Splits, epoch_generator
+from slotlab import distributed
+from slotlab.data import Splits, epoch_generator, make_batches
 from slotlab.init import stream_seed
 from slotlab.layers.slot import SlotLayer
 from slotlab.methods import method_callbacks, trainable_parameters
@@ -88,14 +93,22 @@ class Trainer:
     ) -> None:
         self.config = config
         self.device = device
+        self.dist = distributed.current()
         self.model = model.to(device)
+        # what the training step calls: the model itself, or the model wrapped in DDP under torchrun
+        self.train_model = distributed.prepare_model(self.model, device, self.dist)
         self.splits = splits
         # the method's own periodic work (recycling, syncs) runs before the caller's (checkpoints, recorders)
         self.callbacks = [*method_callbacks(config), *callbacks]
-        self.progress = progress_enabled(progress)
-        self.train_batches = Batches(splits.train, splits.info, config.batch_size, device, config.augment)
+        self.progress = progress_enabled(progress) and self.dist.is_primary
+        rank, world = self.dist.rank, self.dist.world_size
+        batch = distributed.rank_batch_size(config.batch_size, self.dist)
+        self.train_batches = make_batches(
+            splits.train, splits.info, batch, device, config.augment, rank, world
+        )
         self.eval_batches = {
-            name: Batches(getattr(splits, name), splits.info, 1000, device) for name in ("val", "test")
+            name: make_batches(getattr(splits, name), splits.info, 1000, device, rank=rank, world_size=world)
+            for name in ("val", "test")
         }
         self.optimizer = make_optimizer(config, trainable_parameters(self.model))
         self.scheduler = make_scheduler(config, self.optimizer)
@@ -152,7 +165,7 @@ class Trainer:
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen = 0
         for images, labels in self.train_batches.epoch(epoch_generator(self.config.data_seed, epoch)):
-            logits = self.model(images)
+            logits = self.train_model(images)
             loss = F.cross_entropy(logits, labels)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -165,13 +178,13 @@ class Trainer:
                 cb.on_step_end(self)
             if bar is not None:
                 bar.update(1)
+        distributed.average_batchnorm_statistics(self.model, self.dist)
         for cb in self.callbacks:
             cb.on_before_evaluate(self)
         self.scheduler.step()
-        train_seconds = time.perf_counter() - start
-        self._log(
-            epoch + 1, "train", (loss_sum / seen).item(), (correct.float() / seen).item(), lr, train_seconds
-        )
+        train_seconds = distributed.all_reduce_max(time.perf_counter() - start, self.dist, self.device)
+        loss_sum, correct, seen = self._reduce(loss_sum, correct, seen)
+        self._log(epoch + 1, "train", loss_sum / seen, correct / seen, lr, train_seconds)
         self.epoch = epoch + 1
         val_loss, val_acc, seconds = self.evaluate("val")
         self._log(self.epoch, "val", val_loss, val_acc, lr, seconds)
@@ -221,14 +234,24 @@ class Trainer:
         self.model.eval()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
-        batches = self.eval_batches[split]
-        for images, labels in batches.epoch():
+        seen = 0
+        for images, labels in self.eval_batches[split].epoch():
             logits = self.model(images)
             loss_sum += F.cross_entropy(logits, labels, reduction="sum")
             correct += (logits.argmax(1) == labels).sum()
+            seen += len(labels)
         self.model.train(was_training)
-        n = max(len(batches.labels), 1)
-        return (loss_sum / n).item(), (correct.float() / n).item(), time.perf_counter() - start
+        loss_sum, correct, seen = self._reduce(loss_sum, correct, seen)
+        seconds = distributed.all_reduce_max(time.perf_counter() - start, self.dist, self.device)
+        return loss_sum / max(seen, 1), correct / max(seen, 1), seconds
+
+    def _reduce(self, loss_sum: torch.Tensor, correct: torch.Tensor, seen: int) -> tuple[float, float, float]:
+        """(loss sum, correct count, examples) summed over ranks, as Python numbers."""
+        totals = torch.stack(
+            [loss_sum.double(), correct.double(), loss_sum.new_tensor(seen, dtype=torch.float64)]
+        )
+        totals = distributed.all_reduce_sum(totals, self.dist).tolist()
+        return totals[0], totals[1], totals[2]
 
     def _log(self, epoch: int, split: str, loss: float, accuracy: float, lr: float, seconds: float) -> None:
         self.rows.append(

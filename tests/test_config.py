@@ -42,7 +42,7 @@ def test_round_trip_through_dict() -> None:
     [
         ({"method": "popup"}, "unknown method 'popup'; valid methods: slots, dense"),
         ({"model": "lenet5"}, "valid models: lenet300"),
-        ({"dataset": "imagenet"}, "valid datasets: mnist, fashion-mnist, cifar10"),
+        ({"dataset": "svhn"}, "valid datasets: mnist, fashion-mnist, cifar10"),
         ({"k": 0}, "k .* must be a whole number >= 1, got 0"),
         ({"k": 2.5}, "k must be a whole number, got 2.5"),
         ({"k": "eight"}, "k must be a whole number"),

@@ -1,0 +1,340 @@
+"""Sweeps on one machine: many runs from a grid or a list of config overrides, in parallel worker processes.
+
+    sweep(grid={"k": [1, 2, 4, 8, 16], "seed": [0, 1, 2]}, base=RunConfig(dataset="cifar10", model="conv4"))
+    python -m slotlab sweep --dataset cifar10 --model conv4 --grid k=1,2,4,8,16 seed=0,1,2
+
+Each point is an ordinary run (``slotlab.runs.load_or_run``) in the folder named by its config hash, so
+
+- a finished point is read back, not trained again, and a stopped sweep resumes where it was (unfinished runs
+  continue from their last epoch);
+- two sweeps over the same folder at once do not collide: a run being trained is claimed by its lock file, the
+  other sweep waits for it (or takes over the lock of a process that died) and then reads the result;
+- the summary table is built from the run folders themselves, never from a file that workers append to.
+
+``seed`` sets all five seeds at once, as the command line's ``--seed`` does (an explicit ``weight_seed=...`` in
+the same point wins). Workers are processes: one per GPU when there are several, else a bounded number sharing
+the CPU cores. A failing point is reported with its error and does not stop the others.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from slotlab.config import RunConfig
+from slotlab.errors import SlotlabError
+from slotlab.runs import run_dir, runs_root
+
+SEED_FIELDS = ("weight_seed", "score_seed", "data_seed", "sample_seed", "split_seed")
+METRIC_COLUMNS = ["val_accuracy", "test_accuracy", "test_loss", "best_epoch", "epochs", "train_seconds"]
+MAX_CPU_WORKERS = 4
+
+
+# --- points ------------------------------------------------------------------------------------------------
+def _field_types() -> dict[str, str]:
+    return {f.name: str(f.type) for f in fields(RunConfig)}
+
+
+def parse_assignments(items: Sequence[str]) -> dict[str, list[str]]:
+    """``["k=1,2,4", "seed=0,1"]`` -> ``{"k": ["1", "2", "4"], "seed": ["0", "1"]}``.
+
+    Alternatives are separated by commas; for a list-valued field (``milestones``), whose values contain commas,
+    by slashes: ``milestones=25,75/80`` is the two alternatives (25, 75) and (80,).
+    """
+    types = _field_types()
+    out: dict[str, list[str]] = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not values.strip():
+            raise SlotlabError(f"sweep assignment {item!r} must look like name=value1,value2 (e.g. k=1,2,4)")
+        _check_name(name)
+        separator = "/" if types.get(name, "").startswith("tuple") else ","
+        out[name] = [v.strip() for v in values.split(separator)]
+    return out
+
+
+def _check_name(name: str) -> None:
+    if name != "seed" and name not in _field_types():
+        valid = ", ".join(["seed", *_field_types()])
+        raise SlotlabError(f"unknown config field {name!r} in the sweep; valid fields: {valid}")
+
+
+def expand(
+    grid: Mapping[str, Sequence[Any]] | None = None, points: Sequence[Mapping[str, Any]] = ()
+) -> list[dict]:
+    """The override dicts of a sweep: the cartesian product of ``grid`` (first key outermost), combined with
+    each of ``points`` when both are given."""
+    grid = dict(grid or {})
+    for name in [*grid, *(n for p in points for n in p)]:
+        _check_name(name)
+    for name, values in grid.items():
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+            raise SlotlabError(f"sweep values of {name!r} must be a non-empty list, got {values!r}")
+    combos = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+    if not points:
+        return combos
+    return [{**combo, **dict(point)} for combo in combos for point in points]
+
+
+def point_config(base: RunConfig | Mapping[str, Any], overrides: Mapping[str, Any]) -> RunConfig:
+    """``base`` with ``overrides`` applied; ``seed`` fills the five seeds that are not given explicitly.
+
+    Fields neither given in ``base`` (a dict, or a RunConfig's non-default fields) nor in ``overrides`` take the
+    point's method's own defaults first (``slotlab.methods.method_config``: laperm trains with Adam), as on the
+    command line.
+    """
+    from slotlab.methods import method_config
+
+    given = base.changed_fields() if isinstance(base, RunConfig) else dict(base)
+    values = {k: v for k, v in overrides.items() if k != "seed"}
+    if "seed" in overrides:
+        for name in SEED_FIELDS:
+            values.setdefault(name, overrides["seed"])
+    merged = {**given, **values}
+    unknown = sorted(set(merged) - set(_field_types()))
+    if unknown:
+        raise SlotlabError(f"unknown config fields {unknown}; valid fields: {', '.join(_field_types())}")
+    return method_config(**merged)
+
+
+# --- workers -----------------------------------------------------------------------------------------------
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(devices, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    _WORKER["device"] = devices.get() if devices is not None else None
+
+
+def _run_point(config_dict: dict, root: str, device: str | None, data_root: str | None) -> dict[str, Any]:
+    """Train (or read back) one point; never raises: the outcome carries the error."""
+    from slotlab.locks import RunLocked
+    from slotlab.runs import load_or_run
+
+    start = time.perf_counter()
+    device = _WORKER.get("device") or device
+    try:
+        config = RunConfig.from_dict(config_dict)
+        if (run_dir(config, root) / "result.json").is_file():
+            return {"status": "cached", "error": "", "seconds": 0.0}
+        load_or_run(config, root=root, device=device, progress=False, data_root=data_root)
+        status, error = "done", ""
+    except RunLocked as locked:
+        status, error = "locked", str(locked)
+    except SlotlabError as bad:
+        status, error = "failed", str(bad)
+    except Exception as crash:  # a bug or a resource error in one point must not stop the sweep
+        status, error = "failed", f"{type(crash).__name__}: {crash}".splitlines()[0]
+    return {"status": status, "error": error, "seconds": time.perf_counter() - start}
+
+
+def default_workers(device: str | None) -> int:
+    import torch
+
+    if (device in (None, "auto") and torch.cuda.is_available()) or str(device).startswith("cuda"):
+        return max(torch.cuda.device_count(), 1)
+    return max(1, min(MAX_CPU_WORKERS, (os.cpu_count() or 1) // 2))
+
+
+def _start_method(device: str | None) -> str:
+    """fork for CPU workers on Linux (they start at once, with this process's imports); spawn where CUDA is used,
+    which cannot be forked, and on other systems."""
+    import torch
+
+    uses_cuda = str(device).startswith("cuda") or (device in (None, "auto") and torch.cuda.is_available())
+    return "fork" if sys.platform == "linux" and not uses_cuda else "spawn"
+
+
+def _gpu_assignment(device: str | None, workers: int) -> list[str] | None:
+    """One GPU per worker (round robin) when the device is left to us and several GPUs are there."""
+    import torch
+
+    if device not in (None, "auto") or not torch.cuda.is_available() or torch.cuda.device_count() < 2:
+        return None
+    return [f"cuda:{i % torch.cuda.device_count()}" for i in range(workers)]
+
+
+# --- the sweep ---------------------------------------------------------------------------------------------
+@dataclass
+class Point:
+    """One point of a sweep: its overrides, its config (None if the overrides were invalid) and outcome."""
+
+    index: int
+    overrides: dict[str, Any]
+    config: RunConfig | None
+    status: str = "pending"  # cached | done | failed | locked
+    error: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class SweepResult:
+    points: list[Point]
+    root: Path
+    varying: list[str] = field(default_factory=list)  # the config fields that differ between points
+
+    @property
+    def failed(self) -> list[Point]:
+        return [p for p in self.points if p.status == "failed"]
+
+    def summary(self) -> pd.DataFrame:
+        """One row per point, from the run folders: status, config fields, final metrics."""
+        rows = []
+        for p in self.points:
+            row: dict[str, Any] = {"point": p.index, "status": p.status, "error": p.error}
+            if p.config is not None:
+                row.update(run_row(run_dir(p.config, self.root), p.config))
+            else:
+                row.update({k: str(v) for k, v in p.overrides.items()})
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def table(self) -> pd.DataFrame:
+        """The summary reduced to what a reader compares: varying fields, status and accuracies."""
+        frame = self.summary()
+        keep = ["point", *self.varying, "status", "val_accuracy", "test_accuracy", "error"]
+        return frame[[c for c in keep if c in frame.columns]]
+
+
+def run_row(path: Path, config: RunConfig | None = None) -> dict[str, Any]:
+    """One summary row of a run folder: name, hash, path, every config field, final metrics (NaN if unfinished)."""
+    if config is None:
+        config = RunConfig.from_dict(json.loads((path / "config.json").read_text())["config"])
+    row: dict[str, Any] = {"name": config.name, "hash": config.hash, "path": str(path)}
+    row.update({k: (tuple(v) if isinstance(v, list) else v) for k, v in config.to_dict().items()})
+    metrics = json.loads((path / "result.json").read_text()) if (path / "result.json").is_file() else {}
+    row["finished"] = bool(metrics)
+    for name in METRIC_COLUMNS:
+        row[name] = metrics.get(name, float("nan"))
+    row["protocol"] = metrics.get("protocol", config.protocol)
+    return row
+
+
+def summarize(root: str | Path | None = None) -> pd.DataFrame:
+    """Every run folder under ``root`` (default: the runs root) as one row, in name order."""
+    rows = []
+    for folder in sorted(p.parent for p in runs_root(root).glob("*/config.json")):
+        try:
+            rows.append(run_row(folder))
+        except (SlotlabError, ValueError, KeyError) as error:  # a folder of an older or foreign config
+            rows.append({"name": folder.name, "path": str(folder), "finished": False, "error": str(error)})
+    return pd.DataFrame(rows)
+
+
+def sweep(
+    grid: Mapping[str, Sequence[Any]] | None = None,
+    points: Sequence[Mapping[str, Any]] = (),
+    base: RunConfig | Mapping[str, Any] | None = None,
+    root: str | Path | None = None,
+    workers: int | None = None,
+    device: str | None = None,
+    progress: bool | None = None,
+    wait_for_locks: bool = True,
+    poll_seconds: float = 2.0,
+    data_root: str | Path | None = None,
+) -> SweepResult:
+    """Run every point of ``grid`` x ``points`` over ``base`` (a RunConfig or a dict of fields); returns the
+    outcomes and the summary.
+
+    ``workers``: processes (default: one per GPU, else up to 4 sharing the CPU cores; 1 runs the points in this
+    process). With ``wait_for_locks``, points locked by another live process are retried every ``poll_seconds``
+    until that process finishes them (then they are read back) or dies (then this sweep takes them over).
+    """
+    from slotlab.train import progress_enabled
+
+    base = base if base is not None else {}
+    root = runs_root(root)
+    overrides = expand(grid, points)
+    if not overrides:
+        raise SlotlabError("the sweep has no points; give a grid (k=1,2,4) or a list of points")
+    todo: list[Point] = []
+    for i, o in enumerate(overrides):
+        try:
+            todo.append(Point(i, dict(o), point_config(base, o)))
+        except SlotlabError as bad:
+            todo.append(Point(i, dict(o), None, "failed", str(bad)))
+    varying = _varying_fields([p.config for p in todo if p.config is not None])
+    for p in todo:
+        if p.config is not None and (run_dir(p.config, root) / "result.json").is_file():
+            p.status = "cached"
+    result = SweepResult(todo, root, varying)
+    waiting = [p for p in todo if p.status == "pending"]
+    bar = None
+    if progress_enabled(progress):
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=len(todo), initial=len(todo) - len(waiting), desc="sweep", unit="run", dynamic_ncols=True
+        )
+    workers = workers or default_workers(device)
+    try:
+        while waiting:
+            _run_batch(waiting, root, workers, device, data_root, bar)
+            waiting = [p for p in waiting if p.status == "locked"]
+            if not (waiting and wait_for_locks):
+                break
+            time.sleep(poll_seconds)
+    finally:
+        if bar is not None:
+            bar.close()
+    return result
+
+
+def _run_batch(points: list[Point], root: Path, workers: int, device, data_root, bar) -> None:
+    def record(point: Point, outcome: dict[str, Any]) -> None:
+        point.status, point.error, point.seconds = outcome["status"], outcome["error"], outcome["seconds"]
+        if bar is not None and point.status != "locked":
+            bar.update(1)
+            bar.set_postfix(failed=sum(1 for p in points if p.status == "failed"), refresh=False)
+
+    args = lambda p: (p.config.to_dict(), str(root), device, None if data_root is None else str(data_root))  # noqa: E731
+    workers = max(1, min(workers, len(points)))
+    if workers == 1:
+        for p in points:
+            record(p, _run_point(*args(p)))
+        return
+    import multiprocessing
+
+    gpus = _gpu_assignment(device, workers)
+    context = multiprocessing.get_context(_start_method(device))
+    queue = None
+    if gpus is not None:
+        queue = context.Manager().Queue()
+        for gpu in gpus:
+            queue.put(gpu)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(queue, threads)
+    ) as pool:
+        futures = {pool.submit(_run_point, *args(p)): p for p in points}
+        for future in as_completed(futures):
+            point = futures[future]
+            try:
+                record(point, future.result())
+            except Exception as crash:  # the worker process itself died (out of memory, a signal)
+                record(
+                    point,
+                    {"status": "failed", "error": f"worker died: {type(crash).__name__}", "seconds": 0.0},
+                )
+
+
+def _varying_fields(configs: list[RunConfig]) -> list[str]:
+    if not configs:
+        return []
+    dicts = [c.to_dict() for c in configs]
+    return [
+        name for name in dicts[0] if any(json.dumps(d[name]) != json.dumps(dicts[0][name]) for d in dicts)
+    ]

@@ -1,0 +1,184 @@
+"""DistributedDataParallel: two gloo processes on the CPU train every method to identical states, agree with a
+single-process run where the maths says they must, and only rank 0 writes the run folder."""
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+from slotlab import distributed
+from slotlab.config import RunConfig
+from slotlab.data import Batches, dataset_info, epoch_generator, make_splits
+from slotlab.errors import SlotlabError
+from slotlab.methods import METHODS, build, method_config
+from slotlab.runs import load_or_run
+from slotlab.train import Callback
+
+# Lenet-300-100 has no BatchNorm and no dropout: with equal shards, DDP's average of the two per-rank mean
+# gradients is the gradient of the global batch's mean, so a 2-process run equals the 1-process run up to
+# floating-point summation order.
+BASE = dict(model="lenet300", dataset="synthetic", epochs=2, batch_size=64, train_size=256, val_size=100, k=4)
+# settings that make in-place editing methods edit within these 8 steps (applied where the field exists)
+EDIT_OFTEN = {
+    "recycle_rate": 0.2,
+    "recycle_every": 1,
+    "iterand_rate": 0.2,
+    "iterand_every": 2,
+    "sync_period": 3,
+}
+
+
+def method_configs() -> dict[str, RunConfig]:
+    """Every registered method that builds on the synthetic set (with frequent edits where it takes them)."""
+    fields = set(RunConfig().to_dict())
+    often = {k: v for k, v in EDIT_OFTEN.items() if k in fields}
+    info = dataset_info("synthetic")
+    configs = {}
+    for name in METHODS:
+        for extra in (often, {}):
+            try:
+                config = method_config(method=name, **BASE, **extra)  # with the method's own defaults
+                build(config, info.input_shape, info.num_classes)
+            except SlotlabError:
+                continue
+            configs[name] = config
+            break
+    configs["slots-sampled"] = RunConfig(method="slots", selection="sampled", lr=5.0, **BASE)
+    return configs
+
+
+class FinalState(Callback):
+    """The model's parameters and buffers after the last epoch (before the best epoch is restored)."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, torch.Tensor] = {}
+
+    def on_epoch_end(self, trainer) -> None:
+        if trainer.epoch == trainer.config.epochs:
+            self.state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+
+
+def _forbid_writes(*args, **kwargs) -> None:
+    raise AssertionError("a rank other than 0 wrote a file")
+
+
+def _rank_main(rank: int, world: int, port: int, configs: dict, root: str, out: str) -> None:
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    os.environ["CI"] = "1"
+    torch.set_num_threads(1)
+    if rank != 0:
+        import slotlab.checkpoint
+
+        slotlab.checkpoint._atomic = _forbid_writes
+    results = {}
+    for name, config in configs.items():
+        capture = FinalState()
+        result = load_or_run(RunConfig.from_dict(config), root=root, device="cpu", callbacks=[capture])
+        results[name] = {"state": capture.state, "history": result.history, "metrics": result.metrics}
+    bn = nn.BatchNorm1d(3)  # BatchNorm statistics differ between shards: they are averaged before evaluating
+    bn.running_mean.fill_(float(rank + 1))
+    bn.running_var.fill_(float(2 * rank + 1))
+    distributed.average_batchnorm_statistics(bn, distributed.current())
+    results["batchnorm"] = {"state": {k: v.clone() for k, v in bn.state_dict().items()}}
+    torch.save(results, Path(out) / f"rank{rank}.pt")
+    distributed.shutdown()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_gloo_ranks_match_each_other_and_one_process(tmp_path: Path) -> None:
+    configs = method_configs()
+    assert {"slots", "dense", "learned"} <= set(configs)
+    singles = {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the ranks: greedy selection can flip on a last-digit difference of the sums
+    try:
+        for name, config in configs.items():
+            capture = FinalState()
+            history = load_or_run(config, root=tmp_path / "single", device="cpu", callbacks=[capture]).history
+            singles[name] = capture.state, history
+    finally:
+        torch.set_num_threads(threads)
+    # fork: the ranks start with this process's imports (two fresh interpreters cost ~10 s on a loaded CPU)
+    payload = {name: c.to_dict() for name, c in configs.items()}
+    args = (2, _free_port(), payload, str(tmp_path / "ddp"), str(tmp_path))
+    mp.start_processes(_rank_main, args=args, nprocs=2, start_method="fork")
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+
+    for name, config in configs.items():
+        zero, one = ranks[0][name], ranks[1][name]
+        assert zero["state"].keys() == one["state"].keys() and zero["state"]
+        for key in zero["state"]:  # parameters and buffers (values, masks, running stats): bit-identical
+            assert torch.equal(zero["state"][key], one["state"][key]), f"{name}: {key} differs between ranks"
+        assert zero["metrics"] == one["metrics"], name
+        assert zero["history"].equals(one["history"]), name
+
+        folder = tmp_path / "ddp" / config.name  # written by rank 0 alone (rank 1's writes raise)
+        assert (folder / "result.json").is_file() and not (folder / "lock").exists()
+
+        single_state, single_history = singles[name]
+        for key, value in single_state.items():
+            close = torch.allclose(zero["state"][key].float(), value.float(), rtol=1e-3, atol=1e-5)
+            assert close, f"{name}: {key} differs from the single-process run"
+        ddp_history = zero["history"]
+        assert ddp_history[["epoch", "split"]].equals(single_history[["epoch", "split"]])
+        train = (ddp_history["split"] == "train").to_numpy()
+        ddp_loss = torch.tensor(ddp_history["loss"].to_numpy()[train])
+        assert torch.allclose(ddp_loss, torch.tensor(single_history["loss"].to_numpy()[train]), rtol=1e-4), (
+            name
+        )
+        # evaluation sees every example exactly once, split over the ranks: accuracies are counts over 100 / 500
+        accuracy_gap = (ddp_history["accuracy"] - single_history["accuracy"]).abs().max()
+        assert accuracy_gap <= 0.02, f"{name}: accuracy differs by {accuracy_gap}"
+
+    mean = ranks[0]["batchnorm"]["state"]
+    assert torch.equal(mean["running_mean"], torch.full((3,), 1.5))
+    assert torch.equal(mean["running_var"], torch.full((3,), 2.0))
+    assert torch.equal(ranks[1]["batchnorm"]["state"]["running_var"], mean["running_var"])
+
+
+def test_shards_interleave_the_global_order_like_distributed_sampler() -> None:
+    from torch.utils.data.distributed import DistributedSampler
+
+    order = torch.randperm(11, generator=torch.Generator().manual_seed(3))
+    for world in (2, 3, 4):
+        shards = [distributed.shard(order, r, world) for r in range(world)]
+        assert len({len(s) for s in shards}) == 1  # equal shards: the collective calls of all ranks match
+        for r, piece in enumerate(shards):  # DistributedSampler (no shuffle) over the permuted indices
+            sampler = DistributedSampler(range(11), num_replicas=world, rank=r, shuffle=False)
+            assert piece.tolist() == [order[i].item() for i in sampler]
+        exact = [distributed.shard(order, r, world, pad=False) for r in range(world)]
+        assert sorted(torch.cat(exact).tolist()) == list(range(11))  # evaluation: every example once
+
+
+def test_rank_batches_together_are_the_single_process_batch_with_its_augmentation() -> None:
+    splits = make_splits("synthetic-cifar", val_size=0, train_size=96)
+    whole = Batches(splits.train, splits.info, 32, augment=True)
+    parts = [Batches(splits.train, splits.info, 16, augment=True, rank=r, world_size=2) for r in (0, 1)]
+    assert len(parts[0]) == len(whole) == 3
+    streams = [p.epoch(epoch_generator(7, 0)) for p in parts]
+    for images, labels in whole.epoch(epoch_generator(7, 0)):
+        (x0, y0), (x1, y1) = next(streams[0]), next(streams[1])
+        assert torch.equal(images[0::2], x0) and torch.equal(
+            images[1::2], x1
+        )  # same images, same crops and flips
+        assert torch.equal(labels[0::2], y0) and torch.equal(labels[1::2], y1)
+
+
+def test_global_batch_must_divide_among_ranks() -> None:
+    with pytest.raises(SlotlabError, match="divisible by the 3 processes"):
+        distributed.rank_batch_size(128, distributed.Context(rank=0, world_size=3))
