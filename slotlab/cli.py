@@ -167,6 +167,7 @@ def _sweep(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> None:
     from slotlab.checkpoint import atomic_save
     from slotlab.export import bits_per_connection, save_compact, to_plain
+    from slotlab.methods import MASK_METHODS
     from slotlab.runs import open_run
 
     run = open_run(args.run, args.runs)
@@ -183,6 +184,18 @@ def _export(args: argparse.Namespace) -> None:
         print(
             f"wrote {out / 'compact.pt'}: {packed} bytes of selections "
             f"({bits_per_connection(run.config.k)} bits x {connections} connections) plus seeds and config"
+        )
+    elif run.config.method in MASK_METHODS:
+        stored = save_compact(model, run.config, out / "compact.pt")
+        connections = sum(p.numel() for p in plain.parameters() if p.dim() > 1)
+        ternary = (
+            " (biprop: a ternary network, weights in {-alpha, 0, +alpha})"
+            if run.config.method == "biprop"
+            else ""
+        )
+        print(
+            f"wrote {out / 'compact.pt'}: {stored} bytes of masks (1 bit x {connections} connections) and "
+            f"kept weights the seed does not regenerate, plus seeds and config{ternary}"
         )
 
 

@@ -40,6 +40,18 @@ FIELD_HELP = {
     "over epochs (optimistic)",
     "source": "finetune: the run (hash or folder) whose found network is finetuned",
     # masks: Edge-Popup, Biprop, recycling
+    "density": "edge-popup, biprop, random-mask: fraction of weights kept, in (0, 1]",
+    "scope": "masks: layer (top density of each layer) or global (one threshold across layers)",
+    "anneal_epochs": "masks, global scope, density <= 0.5: epochs over which the training density falls "
+    "from 0.5 to the target (cubic)",
+    "recycle_rate": "Iterative Weight Recycling: fraction of each layer's weights recycled per round (0: off)",
+    "recycle_every": "recycling and IteRand: rounds every this many epochs (or steps, see --recycle-unit)",
+    "recycle_unit": "recycling and IteRand: epoch or step",
+    "recycle_donor": "recycling: top (copy the highest-score values) or next-lowest (the ablation)",
+    "recycle_warmup": "recycling and IteRand: no round before this many epochs (or steps)",
+    "iterand_rate": "IteRand: probability that a pruned weight is redrawn per round (0: off)",
+    "binary_activations": "masks: BatchNorm + sign activations with the Bi-Real surrogate (MPT-1/1)",
+    "learned_bn": "masks: learn BatchNorm scale and shift (the '+BN' variants)",
     # end of masks
     "weight_seed": "seed of the random weight values",
     "score_seed": "seed of the scores (and of the learned baseline's random choice)",
@@ -64,6 +76,9 @@ CHOICES = {
     "schedule": ("constant", "cosine", "step", "restarts"),
     "protocol": ("val", "best-test"),
     # masks
+    "scope": ("layer", "global"),
+    "recycle_unit": ("epoch", "step"),
+    "recycle_donor": ("top", "next-lowest"),
     # LaPerm
 }
 
@@ -94,6 +109,17 @@ class RunConfig:
     protocol: str = "val"
     source: str = ""
     # --- masks: Edge-Popup, Biprop, recycling (fields added below this line) ---
+    density: float = 0.5
+    scope: str = "layer"
+    anneal_epochs: int = 10
+    recycle_rate: float = 0.0
+    recycle_every: int = 3
+    recycle_unit: str = "epoch"
+    recycle_donor: str = "top"
+    recycle_warmup: int = 0
+    iterand_rate: float = 0.0
+    binary_activations: bool = False
+    learned_bn: bool = False
 
     # --- end of masks ---
     weight_seed: int = 0

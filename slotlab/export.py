@@ -6,6 +6,14 @@ weight the layer uses at evaluation (for slots: the greedy selection), so its ou
 ``save_compact`` stores a slot network in ceil(log2 K) bits per connection (the selected slot index, packed),
 plus the config (whose weight seed regenerates all K random values) and the few non-random tensors (BatchNorm
 running statistics). ``load_compact`` rebuilds the identical network from it.
+
+Masked networks (Edge-Popup, Biprop, random-mask) are stored the same way with 1 bit per connection: the
+keep-mask as a bitset. Weights that no longer equal what the weight seed regenerates (recycled or IteRand-redrawn,
+or trained for random-mask) are stored for the *kept* positions only: a recycled value as the index of the
+initial weight it is a copy of (IWR's "no new random values" argument), any other value as a float.
+
+Biprop networks export as what they compute: a **ternary** network, weights in {-alpha, 0, +alpha} with one alpha
+per layer (``BipropLayer.ternary()`` gives alpha and the int8 codes); not a binary one (REFERENCE §3.7).
 """
 
 from __future__ import annotations
@@ -20,12 +28,25 @@ from torch import nn
 from slotlab.checkpoint import atomic_save, safe_load
 from slotlab.errors import SlotlabError
 from slotlab.layers.dense import DenseConv2d, DenseLinear
+from slotlab.layers.edge_popup import MaskedLayer
 from slotlab.layers.slot import SlotConv2d, SlotLayer, SlotLinear, greedy_index
 
 COMPACT_FORMAT = "slotlab-compact-1"
 
 
 def _plain_layer(layer: nn.Module) -> nn.Module | None:
+    if isinstance(layer, MaskedLayer):
+        shape = layer.weight_shape
+        if layer.is_conv:
+            plain = DenseConv2d(shape[1], shape[0], shape[-1], layer.stride, layer.padding, "glorot")
+        else:
+            plain = DenseLinear(shape[1], shape[0])
+        with torch.no_grad():
+            was_training = layer.training
+            layer.eval()  # the evaluation rule: the target density of a global scope
+            plain.weight.copy_(layer.effective_weight().detach())
+            layer.train(was_training)
+        return plain.to(layer.weight.device)
     if isinstance(layer, SlotLinear):
         plain = DenseLinear(layer.in_features, layer.out_features)
     elif isinstance(layer, SlotConv2d):
@@ -82,12 +103,49 @@ def unpack_indices(packed: torch.Tensor, bits: int, count: int) -> torch.Tensor:
     return (stream.view(count, bits) << torch.arange(bits)).sum(1)
 
 
+def _masked_entry(name: str, layer: MaskedLayer, initial: torch.Tensor) -> dict:
+    """Bitset of the keep-mask, and the kept weights that differ from the seed's (by source index or value)."""
+    mask = layer.selection().reshape(-1).cpu()
+    weight = layer.weight.detach().reshape(-1).cpu()
+    initial = initial.reshape(-1).cpu()
+    changed = torch.nonzero(mask & (weight != initial)).reshape(-1)
+    values = weight[changed]
+    ordered, order = torch.sort(initial)
+    at = torch.searchsorted(ordered, values).clamp(max=max(len(ordered) - 1, 0))
+    found = ordered[at] == values if len(ordered) else torch.zeros(0, dtype=torch.bool)
+    return {
+        "bits": 1,
+        "count": mask.numel(),
+        "packed": pack_indices(mask, 1),
+        "copied_at": changed[found].to(torch.int32),
+        "copied_from": order[at[found]].to(torch.int32),
+        "new_at": changed[~found].to(torch.int32),
+        "new_values": values[~found],
+    }
+
+
+def _entry_bytes(entry: dict) -> int:
+    return sum(v.numel() * v.element_size() for v in entry.values() if isinstance(v, torch.Tensor))
+
+
 def save_compact(model: nn.Module, config, path: Path) -> int:
-    """Write the compact form of a slots network; returns the number of bytes of packed selections."""
+    """Write the compact form of a slots or masked network; returns the bytes of packed selections and
+    stored weights (masks: 1 bit per connection, plus the kept weights the seed does not regenerate)."""
+    from slotlab.data import dataset_info
+    from slotlab.methods import build
+
     layers, packed_bytes = {}, 0
-    slot_names = set()
+    stored = set()
+    initial_model = None
     for name, module in model.named_modules():
-        if isinstance(module, SlotLayer):
+        if isinstance(module, MaskedLayer):
+            if initial_model is None:
+                info = dataset_info(config.dataset)
+                initial_model = dict(build(config, info.input_shape, info.num_classes).named_modules())
+            layers[name] = _masked_entry(name, module, initial_model[name].weight.detach())
+            packed_bytes += _entry_bytes(layers[name])
+            stored.add(name)
+        elif isinstance(module, SlotLayer):
             if module.eval_selection != "greedy":
                 raise SlotlabError(
                     f"layer {name} evaluates with sampled selection; the compact export needs greedy"
@@ -97,13 +155,14 @@ def save_compact(model: nn.Module, config, path: Path) -> int:
             packed = pack_indices(index, bits)
             layers[name] = {"bits": bits, "count": index.numel(), "packed": packed}
             packed_bytes += packed.numel()
-            slot_names.add(name)
+            stored.add(name)
     if not layers:
-        raise SlotlabError("the compact export stores slot selections; this model has no slot layers")
+        raise SlotlabError(
+            "the compact export stores slot selections or masks; this model has neither (a dense model: use "
+            "the plain export)"
+        )
     rest = {
-        key: value.cpu()
-        for key, value in model.state_dict().items()
-        if key.rpartition(".")[0] not in slot_names
+        key: value.cpu() for key, value in model.state_dict().items() if key.rpartition(".")[0] not in stored
     }
     atomic_save({"format": COMPACT_FORMAT, "config": config.to_dict(), "layers": layers, "state": rest}, path)
     return packed_bytes
@@ -130,6 +189,15 @@ def load_compact(path: Path) -> nn.Module:
         for name, entry in payload["layers"].items():
             layer = modules[name]
             index = unpack_indices(entry["packed"], entry["bits"], entry["count"]).view(layer.weight_shape)
+            if isinstance(layer, MaskedLayer):
+                flat = layer.weight.view(-1)
+                copies = flat[entry["copied_from"].long()].clone()  # sources index the *initial* weights
+                flat[entry["new_at"].long()] = entry["new_values"].to(flat.dtype)
+                flat[entry["copied_at"].long()] = copies
+                layer.scores.copy_(
+                    index.to(layer.scores.dtype)
+                )  # |score| 1 where kept: the rule picks the mask
+                continue
             layer.scores.zero_().scatter_(0, index.unsqueeze(0), 1.0)
     unexpected = model.load_state_dict(payload["state"], strict=False).unexpected_keys
     if unexpected:

@@ -9,7 +9,13 @@ LaPerm syncs, snapshots) comes in as trainer callbacks, never as a fork of the t
 | dense    | the weights themselves (the usual baseline)               |                                         |
 | learned  | the weights, starting from a uniformly random choice among the K slot values (the paper's baseline) |
 | finetune | the weights, starting from a slot run's found network     | Slot Machines §4.4                      |
+| edge-popup | which connections to keep (top-|score| mask)            | Ramanujan et al. 2020                   |
+| biprop   | which connections to keep; kept weights become alpha*sign(W) | Diffenderfer & Kailkhura 2021 (MPT)   |
+| random-mask | the weights, under a fixed random mask (random pruning) | sanity baseline                         |
 | laperm   | where the initial values sit (rows permuted every k steps)| Qiu & Suda 2020 (LaPerm)                |
+
+Iterative Weight Recycling (Gorbett & Whitley 2023) and IteRand (Chijiwa et al. 2021) are options of edge-popup
+and biprop (``recycle_rate``, ``iterand_rate``): callbacks, see ``slotlab.recycle``.
 
 A method may bring its own defaults for fields the user leaves out (laperm: Adam, lr 1e-3, as in its paper);
 ``method_config`` and the command line apply them, ``RunConfig`` itself does not.
@@ -29,6 +35,7 @@ from slotlab.errors import SlotlabError
 from slotlab.init import initialize, random_weight_layers, stream_seed
 from slotlab.layers import DenseFactory, LayerFactory, SlotFactory, SlotLayer
 from slotlab.layers.dense import DENSE_INITS
+from slotlab.layers.edge_popup import MASK_INITS
 from slotlab.layers.slot import SLOT_INITS
 from slotlab.models import Network, build_model
 
@@ -98,6 +105,72 @@ def _build_finetune(config, input_shape, num_classes) -> Network:
     return to_plain(source.model("best"))
 
 
+MASK_METHODS = ("edge-popup", "biprop", "random-mask")
+
+
+def _mask_factory(config) -> LayerFactory:
+    from slotlab.layers.biprop import BipropLayer
+    from slotlab.layers.edge_popup import EdgePopupLayer, MaskFactory
+    from slotlab.layers.random_mask import RandomMaskLayer
+
+    layer_class = {"edge-popup": EdgePopupLayer, "biprop": BipropLayer, "random-mask": RandomMaskLayer}
+    return MaskFactory(
+        layer_class[config.method],
+        config.density,
+        METHODS[config.method].init_name(config),
+        bn_affine=config.learned_bn,
+        binary_activations=config.binary_activations,
+    )
+
+
+def _build_masked(config, input_shape, num_classes) -> Network:
+    model = build_model(config.model, _mask_factory(config), input_shape, num_classes)
+    if config.scope == "global":
+        from slotlab.global_mask import attach_global_scope
+
+        attach_global_scope(model, config.density)
+    return initialize(model, config.weight_seed, config.score_seed)
+
+
+def _mask_callbacks(config) -> list:
+    from slotlab.global_mask import DensityAnnealing
+    from slotlab.recycle import IteRand, WeightRecycling
+
+    callbacks: list = []
+    if config.scope == "global" and config.density <= 0.5 and config.anneal_epochs > 0:
+        callbacks.append(DensityAnnealing(config.anneal_epochs))
+    schedule = dict(every=config.recycle_every, unit=config.recycle_unit, warmup=config.recycle_warmup)
+    if config.recycle_rate > 0:
+        callbacks.append(WeightRecycling(config.recycle_rate, donor=config.recycle_donor, **schedule))
+    if config.iterand_rate > 0:
+        callbacks.append(IteRand(config.iterand_rate, seed=config.weight_seed, **schedule))
+    return callbacks
+
+
+def _check_masks(config) -> None:
+    if not 0 < config.density <= 1:
+        raise SlotlabError(f"density must be in (0, 1] (the fraction of weights kept), got {config.density}")
+    for name in ("recycle_rate", "iterand_rate"):
+        value = getattr(config, name)
+        if not 0 <= value <= 1:
+            raise SlotlabError(f"{name} must be in [0, 1] (0 turns it off), got {value}")
+    if config.recycle_donor == "next-lowest" and config.recycle_rate > 0.5:
+        raise SlotlabError(
+            f"recycle_donor next-lowest takes the 2n lowest-score weights, so recycle_rate must be <= 0.5, "
+            f"got {config.recycle_rate}"
+        )
+    if config.recycle_every < 1:
+        raise SlotlabError(f"recycle_every must be >= 1, got {config.recycle_every}")
+    for name in ("recycle_warmup", "anneal_epochs"):
+        if getattr(config, name) < 0:
+            raise SlotlabError(f"{name} must be >= 0, got {getattr(config, name)}")
+    if config.method == "random-mask" and (config.recycle_rate > 0 or config.iterand_rate > 0):
+        raise SlotlabError(
+            "random-mask trains its weights under a fixed mask; recycling and IteRand apply to edge-popup "
+            "and biprop"
+        )
+
+
 def _laperm_factory(config) -> LayerFactory:
     return DenseFactory(METHODS["laperm"].init_name(config))
 
@@ -149,6 +222,33 @@ METHODS: dict[str, Method] = {
         _dense_factory,
         DENSE_INITS,
         _build_finetune,
+    ),
+    "edge-popup": Method(
+        "edge-popup",
+        "Edge-Popup: keep the top --density of |scores| (inits sc-scaled|sc|kn-scaled|kn)",
+        _mask_factory,
+        MASK_INITS,
+        _build_masked,
+        _mask_callbacks,
+        _check_masks,
+    ),
+    "biprop": Method(
+        "biprop",
+        "Biprop: Edge-Popup mask, kept weights alpha*sign(W) (inits kn-scaled|kn|sc-scaled|sc)",
+        _mask_factory,
+        ("kn-scaled", "kn", "sc-scaled", "sc"),
+        _build_masked,
+        _mask_callbacks,
+        _check_masks,
+    ),
+    "random-mask": Method(
+        "random-mask",
+        "baseline: weights trained under a fixed random mask of --density (inits kn|kn-scaled|sc|sc-scaled)",
+        _mask_factory,
+        ("kn", "kn-scaled", "sc", "sc-scaled"),
+        _build_masked,
+        _mask_callbacks,
+        _check_masks,
     ),
     "laperm": Method(
         "laperm",

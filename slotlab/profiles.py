@@ -47,6 +47,7 @@ class Profile:
     val_size: int = -1  # -1: the dataset's default
     ks: tuple[int, ...] = (1, 2, 4, 8, 16)  # K values of a sweep
     seeds: tuple[int, ...] = (0, 1)  # seeds of repeated runs (score seeds in a mask landscape)
+    densities: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7)  # densities of a mask sweep (fraction kept)
 
     @property
     def is_paper(self) -> bool:
@@ -80,21 +81,24 @@ PROFILES: dict[str, Profile] = {
         epochs=1,
         datasets={"mnist": "synthetic", "fashion-mnist": "synthetic", "cifar10": "synthetic-cifar"},
         ks=(1, 2, 8),
-        seeds=(0, 1),
+        seeds=(0, 1, 2),
+        densities=(0.1, 0.5),
     ),
     "laptop": Profile(
         "laptop",
         "minutes on a laptop CPU: the real datasets, 6 epochs, cosine schedule",
         epochs=6,
         ks=(1, 2, 4, 8, 16),
-        seeds=(0, 1, 2),
+        seeds=(0, 1, 2, 3),
+        densities=(0.05, 0.1, 0.3, 0.5, 0.7),
     ),
     "paper": Profile(
         "paper",
         "the papers' settings (epochs, schedules, K up to 64): for a GPU",
         epochs=None,
         ks=(1, 2, 4, 8, 16, 32, 64),
-        seeds=(0, 1, 2, 3, 4),
+        seeds=(0, 1, 2, 3, 4, 5, 6, 7),
+        densities=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
     ),
 }
 
@@ -158,6 +162,28 @@ def _finetune_recipe(profile: Profile, chosen: Mapping[str, Any]) -> dict[str, A
     return {**common, **_short(profile, max(1, profile.epochs // 2))}
 
 
+def _mask_recipe(profile: Profile, chosen: Mapping[str, Any]) -> dict[str, Any]:
+    """Edge-Popup / Biprop (REFERENCE §2.4, §3.4): SGD lr 0.1, momentum 0.9, wd 1e-4 on the scores, cosine,
+    100 epochs (250 with recycling, as Iterative Weight Recycling trains); binary activations: Adam lr 0.1 without
+    weight decay (the reference code's Adam branch passes none)."""
+    common: dict[str, Any] = {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "optimizer": "sgd"}
+    if chosen.get("binary_activations"):
+        common = {"lr": 0.1, "weight_decay": 0.0, "optimizer": "adam"}
+    if profile.is_paper:
+        recycled = chosen.get("recycle_rate", 0) or chosen.get("iterand_rate", 0)
+        return {**common, "schedule": "cosine", "milestones": (), "epochs": 250 if recycled else 100}
+    return {**common, **_short(profile)}
+
+
+def _random_mask_recipe(profile: Profile, chosen: Mapping[str, Any]) -> dict[str, Any]:
+    """The weights trained under a fixed random mask: the dense baselines' recipe (REFERENCE §2.4: lr 0.01, cosine,
+    100 epochs; lr 0.05 for the short profiles)."""
+    common = {"momentum": 0.9, "weight_decay": 1e-4, "optimizer": "sgd"}
+    if profile.is_paper:
+        return {**common, "lr": 0.01, "schedule": "cosine", "milestones": (), "epochs": 100}
+    return {**common, **_short(profile), "lr": 0.05}
+
+
 def _laperm_recipe(profile: Profile, chosen: Mapping[str, Any]) -> dict[str, Any]:
     """LaPerm (REFERENCE §5.4): Adam lr 1e-3 inside; F2 25 epochs at batch 128, Lenet and conv 45 epochs at
     batch 50 (cosine in place of the notebooks' 0.95^epoch decay)."""
@@ -175,6 +201,9 @@ def _laperm_recipe(profile: Profile, chosen: Mapping[str, Any]) -> dict[str, Any
 
 
 RECIPES: dict[str, Recipe] = {
+    "edge-popup": _mask_recipe,
+    "biprop": _mask_recipe,
+    "random-mask": _random_mask_recipe,
     "laperm": _laperm_recipe,
     "slots": _slots_recipe,
     "dense": _dense_recipe,
@@ -191,6 +220,9 @@ METHOD_CHOICES: dict[str, tuple[str, ...]] = {
     "finetune": ("source",),
     "dense": (),
     "laperm": (),
+    "edge-popup": ("density",),
+    "biprop": ("density",),
+    "random-mask": ("density",),
 }
 
 
@@ -253,6 +285,72 @@ def _cifar10_gpu(p: Profile) -> NotebookConfigs:
     }
 
 
+def _mask_setting(p: Profile) -> dict[str, Any]:
+    """Lenet-300-100 on MNIST for CPU profiles; the mask papers' Conv-4 on CIFAR-10 (with augmentation) at paper."""
+    if p.is_paper:
+        return {"model": "conv4", "dataset": "cifar10", "augment": True}
+    return {"model": "lenet300", "dataset": "mnist"}
+
+
+def _edge_popup(p: Profile) -> NotebookConfigs:
+    s = _mask_setting(p)
+    return {
+        "density": {d: p.config("edge-popup", density=d, **s) for d in p.densities},
+        "init": {
+            i: p.config("edge-popup", density=0.5, init=i, **s)
+            for i in ("kn", "kn-scaled", "sc", "sc-scaled")
+        },
+        "random_mask": {d: p.config("random-mask", density=d, **s) for d in p.densities},
+        "dense": p.config("dense", **s),
+    }
+
+
+def _biprop(p: Profile) -> NotebookConfigs:
+    s = _mask_setting(p)
+    return {
+        "density": {d: p.config("biprop", density=d, **s) for d in p.densities},
+        "edge_popup": {d: p.config("edge-popup", density=d, **s) for d in p.densities},
+        "variants": {
+            "MPT-1/32 (binary weights)": p.config("biprop", density=0.5, **s),
+            "MPT-1/32 +BN": p.config("biprop", density=0.5, learned_bn=True, **s),
+            "MPT-1/1 (binary activations)": p.config("biprop", density=0.5, binary_activations=True, **s),
+            "MPT-1/1 +BN": p.config("biprop", density=0.5, binary_activations=True, learned_bn=True, **s),
+        },
+        "dense": p.config("dense", **s),
+    }
+
+
+def _recycling(p: Profile) -> NotebookConfigs:
+    s = _mask_setting(p)
+    recycle = {"recycle_rate": 0.1, "recycle_every": 3 if p.is_paper else 1}
+    out: NotebookConfigs = {}
+    for method in ("edge-popup", "biprop"):
+        out[method] = {
+            "plain": p.config(method, density=0.5, **s),
+            "recycling": p.config(method, density=0.5, **recycle, **s),
+            "recycling, next-lowest donors": p.config(
+                method, density=0.5, recycle_donor="next-lowest", **recycle, **s
+            ),
+            "IteRand": p.config(method, density=0.5, iterand_rate=0.1, recycle_every=1, **s),
+        }
+    out["density"] = {
+        d: {
+            "plain": p.config("edge-popup", density=d, **s),
+            "recycling": p.config("edge-popup", density=d, **recycle, **s),
+        }
+        for d in p.densities
+    }
+    return out
+
+
+def _mask_landscapes(p: Profile) -> NotebookConfigs:
+    s = _mask_setting(p)
+    return {
+        method: {seed: p.config(method, density=0.5, score_seed=seed, **s) for seed in p.seeds}
+        for method in ("edge-popup", "biprop")
+    } | {"slots": {seed: p.config("slots", k=8, score_seed=seed, **s) for seed in p.seeds}}
+
+
 def _laperm(p: Profile) -> NotebookConfigs:
     periods = {"smoke": (1, 20), "laptop": (1, 20, 100, 1000)}.get(p.name, (1, 20, 100, 500, 1000))
     adam = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule": "cosine", "milestones": ()}
@@ -271,11 +369,32 @@ def _laperm(p: Profile) -> NotebookConfigs:
     }
 
 
+def _all_methods(p: Profile) -> NotebookConfigs:
+    """Every method on one model (Lenet-300-100 on MNIST; Conv-4 on CIFAR-10 at paper), at its own recipe."""
+    s = _mask_setting(p)
+    return {
+        "slots K = 8": p.config("slots", k=8, **s),
+        "edge-popup": p.config("edge-popup", density=0.5, **s),
+        "biprop": p.config("biprop", density=0.5, **s),
+        "edge-popup + recycling": p.config(
+            "edge-popup", density=0.5, recycle_rate=0.1, recycle_every=3 if p.is_paper else 1, **s
+        ),
+        "laperm": p.config("laperm", sync_period=20, **s),
+        "random mask, weights trained": p.config("random-mask", density=0.5, **s),
+        "dense": p.config("dense", **s),
+    }
+
+
 NOTEBOOKS: dict[str, Callable[[Profile], NotebookConfigs]] = {
     "00_quickstart": _quickstart,
     "01_slot_machines_mnist": _slot_machines_mnist,
     "02_selections_and_flips": _selections_and_flips,
+    "03_edge_popup": _edge_popup,
+    "04_biprop": _biprop,
+    "05_weight_recycling": _recycling,
+    "06_mask_landscapes": _mask_landscapes,
     "07_laperm": _laperm,
+    "08_all_methods": _all_methods,
     "09_cifar10_gpu": _cifar10_gpu,
 }
 

@@ -93,3 +93,22 @@ def test_laperm_trains_with_adam_inside_as_in_its_paper() -> None:
     weight_agnostic = notebook_configs("07_laperm", "paper")["weight_agnostic"]
     assert (weight_agnostic.model, weight_agnostic.epochs, weight_agnostic.batch_size) == ("f2", 25, 128)
     assert weight_agnostic.shared_value == 0.03 and weight_agnostic.init_density == "1/15,1/7,1/3"
+
+
+def test_mask_recipes_follow_the_papers() -> None:
+    paper = PROFILES["paper"]
+    edge_popup = paper.config("edge-popup", density=0.3)
+    assert (edge_popup.lr, edge_popup.schedule, edge_popup.epochs, edge_popup.weight_decay) == (
+        0.1,
+        "cosine",
+        100,
+        1e-4,
+    )
+    assert paper.config("edge-popup", recycle_rate=0.1).epochs == 250  # Iterative Weight Recycling trains 250
+    binary = paper.config("biprop", binary_activations=True)
+    assert (binary.optimizer, binary.lr, binary.weight_decay) == ("adam", 0.1, 0.0)
+    landscape = notebook_configs("06_mask_landscapes", "laptop")["edge-popup"]
+    assert (
+        len({c.weight_seed for c in landscape.values()}) == 1
+        and len({c.score_seed for c in landscape.values()}) > 1
+    )
