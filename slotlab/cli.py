@@ -83,6 +83,8 @@ def _config_flags(parser: argparse.ArgumentParser) -> None:
     for f in fields(RunConfig):
         default = getattr(defaults, f.name)
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        # a bare boolean flag (--augment) means true; --augment false still works
+        flag_only = {"nargs": "?", "const": "true"} if isinstance(default, bool) else {}
         parser.add_argument(
             f"--{f.name.replace('_', '-')}",
             dest=f.name,
@@ -90,6 +92,7 @@ def _config_flags(parser: argparse.ArgumentParser) -> None:
             metavar=f.name.upper(),
             choices=CHOICES.get(f.name),
             help=f"{FIELD_HELP[f.name]} (default: {shown})",
+            **flag_only,
         )
     parser.add_argument("--seed", type=int, default=None, help="set all five seeds at once")
     parser.add_argument("--runs", default=None, help="runs folder (default: $SLOTLAB_RUNS or ./runs)")

@@ -69,3 +69,14 @@ def test_finetune_starts_from_the_found_network(tmp_path: Path) -> None:
 
     expected = to_plain(found).state_dict()
     assert all(torch.equal(init[key], expected[key]) for key in expected)
+
+
+def test_a_bare_boolean_flag_means_true() -> None:
+    from slotlab.cli import _given_values, _parser
+
+    def augment(*flags: str):
+        return RunConfig(**_given_values(_parser().parse_args(["train", *flags]))).augment
+
+    assert augment("--augment") is True
+    assert augment("--augment", "false") is False
+    assert augment() is False

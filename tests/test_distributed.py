@@ -25,11 +25,15 @@ BASE = dict(model="lenet300", dataset="synthetic", epochs=2, batch_size=64, trai
 # settings that make in-place editing methods edit within these 8 steps (applied where the field exists)
 EDIT_OFTEN = {
     "recycle_rate": 0.2,
-    "recycle_every": 1,
+    "recycle_every": 2,
+    "recycle_unit": "step",
     "iterand_rate": 0.2,
-    "iterand_every": 2,
     "sync_period": 3,
 }
+# Recycling and IteRand pick positions by score rank: a last-digit difference of the sums (as between one and two
+# threads of the same process) moves positions across the rank boundary, and the runs drift apart in a few
+# steps. Such runs must still agree across ranks bit for bit, but not with the single-process run.
+RANK_CHAOTIC = ("recycle_rate", "iterand_rate")
 
 
 def method_configs() -> dict[str, RunConfig]:
@@ -47,6 +51,7 @@ def method_configs() -> dict[str, RunConfig]:
                 continue
             configs[name] = config
             break
+    configs["edge-popup-no-edits"] = method_config(method="edge-popup", **BASE)  # compared with one process
     configs["slots-sampled"] = RunConfig(method="slots", selection="sampled", lr=5.0, **BASE)
     return configs
 
@@ -102,7 +107,8 @@ def _free_port() -> int:
 
 def test_two_gloo_ranks_match_each_other_and_one_process(tmp_path: Path) -> None:
     configs = method_configs()
-    assert {"slots", "dense", "learned"} <= set(configs)
+    assert {"slots", "dense", "learned", "edge-popup", "biprop", "laperm"} <= set(configs)
+    assert configs["edge-popup"].recycle_rate > 0 and configs["edge-popup"].iterand_rate > 0  # edits happen
     singles = {}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the ranks: greedy selection can flip on a last-digit difference of the sums
@@ -130,6 +136,8 @@ def test_two_gloo_ranks_match_each_other_and_one_process(tmp_path: Path) -> None
         folder = tmp_path / "ddp" / config.name  # written by rank 0 alone (rank 1's writes raise)
         assert (folder / "result.json").is_file() and not (folder / "lock").exists()
 
+        if any(getattr(config, field, 0) for field in RANK_CHAOTIC):
+            continue
         single_state, single_history = singles[name]
         for key, value in single_state.items():
             close = torch.allclose(zero["state"][key].float(), value.float(), rtol=1e-3, atol=1e-5)
