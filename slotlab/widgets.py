@@ -82,7 +82,7 @@ class LivePlot(Callback):
         self.image = image if image is not None else hidden_image()
         self.show = show  # display the image when training starts (off when it sits in a layout already)
         self.title = title
-        self.figure = Figure(figsize=(8, 2.8))
+        self.figure = Figure(figsize=(8, 2.8), layout="constrained")  # labels clear of the next panel
         self.axes = self.figure.subplots(1, 2)
         self.draws = 0
         self._shown = False
@@ -254,6 +254,7 @@ class Explorer:
         self.log = w.Output()  # the progress bar
         self.plot = LivePlot(show=False)
         self.table = w.HTML()
+        self.table.add_class("jp-RenderedHTMLCommon")  # JupyterLab's table style: aligned, ruled columns
         self.run_choice = w.Dropdown(options=[], description="run", style=style)
         self.layer = w.Dropdown(options=[], description="layer", style=style)
         self.selection_image = hidden_image()

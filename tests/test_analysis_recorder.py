@@ -11,8 +11,8 @@ from slotlab.config import RunConfig
 from slotlab.errors import SlotlabError
 from slotlab.layers.slot import SlotLinear
 from slotlab.runs import load_or_run
-from slotlab.train import Callback
 from tests.analysis_helpers import mask_model
+from tests.interrupt import Interrupt
 
 TINY = dict(dataset="synthetic", epochs=3, batch_size=128, train_size=256, val_size=100)  # 2 steps per epoch
 
@@ -63,15 +63,6 @@ def test_recorder_round_trip_on_a_real_slots_run(tmp_path: Path) -> None:
     assert recorder.count == 4
     # the flips between the stored snapshots are those between the checkpoints
     assert flip_rates(run).query("layer == 'all'")["changed"].iloc[-1] > 0
-
-
-class Interrupt(Callback):
-    def __init__(self, at_step: int) -> None:
-        self.at_step = at_step
-
-    def on_step_end(self, trainer) -> None:
-        if trainer.step == self.at_step:
-            raise KeyboardInterrupt
 
 
 def test_recorder_survives_a_resume(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from slotlab.methods import build, method_config
 from slotlab.models import MODELS, build_model
 from slotlab.runs import load_or_run
 from slotlab.train import Callback, Trainer
+from tests.interrupt import Interrupt
 
 QUICK = dict(method="laperm", dataset="synthetic", optimizer="adam", lr=1e-3, val_size=300, batch_size=64)
 
@@ -296,15 +297,6 @@ def test_trainer_evaluates_and_checkpoints_synced_networks_only() -> None:
     for which in ("best", "last"):
         for name, p in result.model(which).named_parameters():
             assert is_row_permutation(p, init[name]), (which, name)
-
-
-class Interrupt(Callback):
-    def __init__(self, at_step: int) -> None:
-        self.at_step = at_step
-
-    def on_step_end(self, trainer: Trainer) -> None:
-        if trainer.step == self.at_step:
-            raise KeyboardInterrupt
 
 
 def test_interrupted_laperm_run_resumes_bit_identical(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from slotlab.methods import build
 from slotlab.recycle import IteRand, WeightRecycling, iterand_layer, recycle_layer, value_records
 from slotlab.runs import load_or_run
 from slotlab.train import Callback, Trainer
+from tests.interrupt import Interrupt
 from tests.test_edge_popup import masked_layers
 
 
@@ -118,15 +119,6 @@ def test_recycling_runs_every_f_epochs_but_not_after_the_last_and_counts_distinc
         # copies add no value; the n receivers' values (nearly all distinct in float32 Kaiming normal) go
         assert distinct[0] - n <= distinct[1] <= distinct[0] - 0.99 * n
         assert distinct[1] - n <= distinct[2] < distinct[1]
-
-
-class Interrupt(Callback):
-    def __init__(self, at_step: int) -> None:
-        self.at_step = at_step
-
-    def on_step_end(self, trainer) -> None:
-        if trainer.step == self.at_step:
-            raise KeyboardInterrupt
 
 
 @pytest.mark.parametrize("unit, every", [("epoch", 1), ("step", 3)])

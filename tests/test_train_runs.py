@@ -14,6 +14,7 @@ from slotlab.errors import SlotlabError
 from slotlab.optim import lr_factor
 from slotlab.runs import load_or_run, open_run
 from slotlab.train import Callback, Trainer
+from tests.interrupt import Interrupt
 
 QUICK = dict(dataset="synthetic", epochs=3, batch_size=128, val_size=300)
 
@@ -55,15 +56,6 @@ def test_best_test_protocol_is_labelled_and_evaluates_every_epoch(tmp_path: Path
     tests = result.history.query("split == 'test'")
     assert len(tests) == 3 and result.metrics["test_accuracy"] == tests["accuracy"].max()
     assert "optimistic" in result.metrics["note"]
-
-
-class Interrupt(Callback):
-    def __init__(self, at_step: int) -> None:
-        self.at_step = at_step
-
-    def on_step_end(self, trainer: Trainer) -> None:
-        if trainer.step == self.at_step:
-            raise KeyboardInterrupt
 
 
 def test_interrupted_run_with_dropout_resumes_bit_identical(tmp_path: Path) -> None:
