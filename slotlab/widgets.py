@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from torch import nn
 
 from slotlab.analysis import Recorder, load_snapshots
@@ -68,6 +69,7 @@ def draw_history(axes: Sequence[Any], history: pd.DataFrame, title: str = "") ->
             if len(rows):
                 ax.plot(rows["epoch"], rows[column], style, label=split)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.set_ylabel(column)
         ax.grid(alpha=0.3)
     axes[1].legend(loc="lower right")
