@@ -114,16 +114,15 @@ def _train(args: argparse.Namespace) -> int:
     from slotlab.methods import method_config
     from slotlab.runs import load_or_run, run_dir
 
-    config = method_config(
-        **_given_values(args)
-    )  # the method's own defaults (laperm: Adam) for what is not given
+    # the method's own defaults (laperm: Adam) fill what is not given
+    config = method_config(**_given_values(args))
     # torchrun's rank (the process group itself starts in load_or_run): rank 0 alone prints
     primary = int(os.environ.get("RANK", "0")) == 0
     if primary:
         print(f"run {config.name} -> {run_dir(config, args.runs)}")
     try:
         result = load_or_run(
-            config, root=args.runs, device=args.device, progress=not args.no_progress or None
+            config, root=args.runs, device=args.device, progress=False if args.no_progress else None
         )
     finally:
         distributed.shutdown()
@@ -153,7 +152,7 @@ def _sweep(args: argparse.Namespace) -> int:
         root=args.runs,
         workers=args.workers,
         device=args.device,
-        progress=not args.no_progress or None,
+        progress=False if args.no_progress else None,
         wait_for_locks=not args.no_wait,
     )
     table = result.table()

@@ -80,3 +80,12 @@ def test_a_bare_boolean_flag_means_true() -> None:
     assert augment("--augment") is True
     assert augment("--augment", "false") is False
     assert augment() is False
+
+
+def test_no_progress_silences_the_bar_outside_ci(capsys, monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("CI", raising=False)  # the bar is on by default outside CI
+    args = ["train", "--dataset", "synthetic", "--epochs", "1", "--k", "2", "--train-size", "256"]
+    assert main([*args, "--runs", str(tmp_path / "quiet"), "--no-progress"]) == 0
+    assert "step" not in capsys.readouterr().err
+    assert main([*args, "--runs", str(tmp_path / "loud")]) == 0
+    assert "step" in capsys.readouterr().err
