@@ -17,33 +17,21 @@ import argparse
 import json
 import os
 import platform
-import socket
 import tempfile
 from pathlib import Path
 
 import torch
 import torch.multiprocessing as mp
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from slotlab import distributed
 
 
 def _rank(rank: int, world: int, port: int, spec: dict, out: str) -> None:
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
+    distributed.set_torchrun_environment(rank, world, port)
     if world == 1:
         for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
             os.environ.pop(name)
     torch.set_num_threads(spec["threads"])
-    from slotlab import distributed
     from slotlab.config import RunConfig
     from slotlab.data import make_splits
     from slotlab.device import pick_device
@@ -76,7 +64,8 @@ def measure(method: str, model: str, procs: int, threads: int, args) -> float:
     spec = {"config": config, "threads": threads, "device": args.device}
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "out.json")
-        mp.start_processes(_rank, args=(procs, _free_port(), spec, out), nprocs=procs, start_method="spawn")
+        port = distributed.free_loopback_port()
+        mp.start_processes(_rank, args=(procs, port, spec, out), nprocs=procs, start_method="spawn")
         seconds = json.loads(Path(out).read_text())["seconds"][1:]  # the first epoch warms up
     padded = -(-args.train_size // procs) * procs
     return padded * len(seconds) / sum(seconds)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,24 @@ class Context:
 
 def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def free_loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for a rendezvous of processes started on this machine."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def set_torchrun_environment(rank: int, world_size: int, port: int) -> None:
+    """Set what torchrun sets for one process of a single-node launch (for processes started by hand)."""
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
 
 
 def current() -> Context:
