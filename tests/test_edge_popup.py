@@ -79,16 +79,23 @@ def test_global_scope_keeps_the_exact_total_with_one_threshold(density: float) -
     assert len({round(float(m.selection().float().mean()), 3) for m in layers}) > 1  # layers differ
 
 
-def test_global_masks_follow_the_optimiser() -> None:
-    config = RunConfig(method="edge-popup", scope="global", density=0.3, dataset="synthetic")
-    model = build(config, (1, 28, 28), 10)
+def fused_sgd_steps(model: torch.nn.Module, steps: int) -> torch.Tensor:
+    """A few large steps of fused SGD (which, unlike the plain kernels, does not bump version counters) on one
+    random batch; returns that batch's inputs (32, 1, 28, 28)."""
     optimizer = torch.optim.SGD(trainable_parameters(model), lr=5.0, momentum=0.9, fused=True)
     x, y = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))
-    before = [m.selection() for m in masked_layers(model)]
-    for _ in range(3):
+    for _ in range(steps):
         optimizer.zero_grad()
         F.cross_entropy(model(x), y).backward()
         optimizer.step()
+    return x
+
+
+def test_global_masks_follow_the_optimiser() -> None:
+    config = RunConfig(method="edge-popup", scope="global", density=0.3, dataset="synthetic")
+    model = build(config, (1, 28, 28), 10)
+    before = [m.selection() for m in masked_layers(model)]
+    fused_sgd_steps(model, 3)
     layers = masked_layers(model)
     magnitude = torch.cat([layer.scores.detach().abs().reshape(-1) for layer in layers])
     expected = reference_mask(magnitude, kept_count(0.3, magnitude.numel()))
@@ -101,12 +108,7 @@ def test_training_forward_uses_fresh_global_masks_after_fused_steps() -> None:
     # fused optimisers do not bump version counters: the masks must not be cached across forwards
     config = RunConfig(method="edge-popup", scope="global", density=0.3, dataset="synthetic")
     model = build(config, (1, 28, 28), 10).train()
-    optimizer = torch.optim.SGD(trainable_parameters(model), lr=5.0, momentum=0.9, fused=True)
-    x, y = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))
-    for _ in range(3):
-        optimizer.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        optimizer.step()
+    x = fused_sgd_steps(model, 3)
     layers = masked_layers(model)
     magnitude = torch.cat([layer.scores.detach().abs().reshape(-1) for layer in layers])
     masks = reference_mask(magnitude, kept_count(0.3, magnitude.numel())).split(
