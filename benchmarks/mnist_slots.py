@@ -20,7 +20,7 @@ from slotlab.config import RunConfig
 from slotlab.runs import load_or_run
 
 
-def configs(epochs: int, seeds: list[int], ks: list[int], dense: bool) -> list[RunConfig]:
+def configs(epochs: int, seeds: list[int], ks: list[int], dense: bool, init: str) -> list[RunConfig]:
     out = []
     for seed in seeds:
         seeds_kw = dict(weight_seed=seed, score_seed=seed, data_seed=seed, sample_seed=seed)
@@ -29,6 +29,7 @@ def configs(epochs: int, seeds: list[int], ks: list[int], dense: bool) -> list[R
                 RunConfig(
                     method="slots",
                     k=k,
+                    init=init,
                     lr=0.2 if k <= 8 else 0.1,
                     weight_decay=1e-4,
                     epochs=epochs,
@@ -46,10 +47,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8, 16], help="values of K")
     parser.add_argument("--no-dense", action="store_true", help="skip the dense baseline")
+    parser.add_argument("--init", default="default", help="slot value init: default (= paper), paper or code")
     parser.add_argument("--runs", default="benchmarks/runs")
     args = parser.parse_args()
     rows = []
-    for config in configs(args.epochs, args.seeds, args.ks, not args.no_dense):
+    for config in configs(args.epochs, args.seeds, args.ks, not args.no_dense, args.init):
         result = load_or_run(config, root=args.runs, progress=False)
         rows.append(
             {
@@ -72,7 +74,7 @@ def main() -> None:
         s_per_epoch=("s/epoch", "mean"),
     )
     print(
-        f"\nMNIST Lenet-300-100, {args.epochs} epochs cosine, seeds {args.seeds}; "
+        f"\nMNIST Lenet-300-100, {args.epochs} epochs cosine, slot init {args.init}, seeds {args.seeds}; "
         f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads\n"
     )
     print("| method | K | test % (mean) | std | val % | runs | s/epoch |")

@@ -29,6 +29,7 @@ from slotlab.layers import DenseFactory, SlotFactory
 from slotlab.layers.factory import RandomWeightLayer
 from slotlab.models import build_model
 from slotlab.optim import make_optimizer
+from slotlab.slot_sgd import fused_update_available
 
 MODELS = {"lenet300": (1, 28, 28), "conv4-sm": (3, 32, 32)}
 
@@ -37,10 +38,17 @@ class _Opt:  # the optimiser fields make_optimizer reads
     optimizer, lr, momentum, weight_decay = "sgd", 0.01, 0.9, 0.0
 
 
-def make(model: str, method: str, k: int):
-    factory = SlotFactory(k) if method == "slots" else DenseFactory()
+VARIANTS = ("dense", "slots", "slots-unfused")
+
+
+def make(model: str, variant: str, k: int):
+    """A training step of ``variant``: dense; slots with the trainer's optimiser (``SlotSGD`` where
+    torch.compile works); slots with plain fused SGD and the K-sized score gradient."""
+    factory = DenseFactory() if variant == "dense" else SlotFactory(k)
     net = initialize(build_model(model, factory, MODELS[model], 10), 0, 0)
-    opt = make_optimizer(_Opt, [p for p in net.parameters() if p.requires_grad])
+    opt = make_optimizer(
+        _Opt, [p for p in net.parameters() if p.requires_grad], net if variant == "slots" else None
+    )
     x = torch.randn(128, *MODELS[model])
     y = torch.randint(0, 10, (128,))
 
@@ -57,7 +65,7 @@ def connections(net) -> int:
 
 
 def time_steps(model: str, k: int, blocks: int, per_block: int) -> dict[str, float]:
-    steps = {m: make(model, m, k)[1] for m in ("dense", "slots")}
+    steps = {m: make(model, m, k)[1] for m in VARIANTS}
     for step in steps.values():
         for _ in range(5):
             step()
@@ -82,6 +90,7 @@ def memory_child(model: str, method: str, k: int) -> None:
     """Runs in a fresh process: prints the peak RSS growth (bytes) of building and training the model."""
     x = torch.randn(4, 4)
     (x @ x).sum()  # load the kernels before the baseline
+    fused_update_available("cpu")  # and compile the fused slot update: a one-off cost, not the model's memory
     with open("/proc/self/clear_refs", "w") as handle:
         handle.write("5")  # reset the peak to the current RSS
     base = rss_kib("VmRSS")
@@ -127,11 +136,13 @@ def main() -> None:
         f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
         f"copy bandwidth {bandwidth / 1e9:.1f} GB/s\n"
     )
+    fused = fused_update_available("cpu")
+    print(f"fused slot update (SlotSGD): {'on' if fused else 'off: torch.compile unavailable'}\n")
     print(
-        "| model | dense step ms | slots step ms | time ratio | dense MiB | slots MiB | memory ratio "
-        "| slots floats/connection (limit 4K+2) |"
+        "| model | dense step ms | slots step ms | time ratio | slots, unfused SGD, ms | ratio "
+        "| dense MiB | slots MiB | slots floats/connection |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     floors = {}
     for model in MODELS:
         t = time_steps(model, k, args.blocks, args.steps)
@@ -141,19 +152,23 @@ def main() -> None:
         slot_floats = (mem["slots"]["peak_bytes"] - mem["dense"]["peak_bytes"]) / 4 / n + 3
         print(
             f"| {model} | {t['dense'] * 1e3:.2f} | {t['slots'] * 1e3:.2f} | {t['slots'] / t['dense']:.2f} "
+            f"| {t['slots-unfused'] * 1e3:.2f} | {t['slots-unfused'] / t['dense']:.2f} "
             f"| {mem['dense']['peak_bytes'] / 2**20:.1f} | {mem['slots']['peak_bytes'] / 2**20:.1f} "
-            f"| {mem['slots']['peak_bytes'] / mem['dense']['peak_bytes']:.2f} | {slot_floats:.1f} (limit {4 * k + 2}) |"
+            f"| {slot_floats:.1f} (limit {4 * k + 2}) |"
         )
-        # bytes a greedy slot step must move per connection, in floats: selection reads S and W (2K), the
-        # straight-through backward reads W and writes dS (2K), fused SGD reads S, dS, momentum, writes S, momentum (5K)
-        floors[model] = (9 * k * 4 * n, t)
+        # floats per connection a greedy slot step must move: the selection reads S and W (2K); fused, the
+        # update reads W, S, momentum and writes S, momentum (5K); unfused, the backward also writes the K-sized
+        # score gradient and SGD reads it back (2K more)
+        floors[model] = {"slots": (7 if fused else 9) * k * 4 * n, "slots-unfused": 9 * k * 4 * n}, t
     print()
     for model, (nbytes, t) in floors.items():
-        floor = t["dense"] + nbytes / bandwidth
-        print(
-            f"{model}: a slot step must move {nbytes / 2**20:.0f} MiB -> floor {floor * 1e3:.2f} ms "
-            f"(dense step + bytes / bandwidth); measured {t['slots'] * 1e3:.2f} ms = {t['slots'] / floor:.2f}x floor"
-        )
+        for variant, moved in nbytes.items():
+            floor = t["dense"] + moved / bandwidth
+            print(
+                f"{model}, {variant}: a step must move {moved / 2**20:.0f} MiB -> floor {floor * 1e3:.2f} ms "
+                f"({floor / t['dense']:.2f}x dense); measured {t[variant] * 1e3:.2f} ms = "
+                f"{t[variant] / floor:.2f}x floor"
+            )
 
 
 if __name__ == "__main__":

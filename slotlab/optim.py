@@ -37,10 +37,26 @@ def lr_factor(
     raise ValueError(f"unknown schedule {schedule!r}")
 
 
-def make_optimizer(config, parameters: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    """SGD (with momentum) or Adam over ``parameters``; weight decay applies to exactly these parameters."""
+def make_optimizer(
+    config, parameters: list[torch.nn.Parameter], model: torch.nn.Module | None = None
+) -> torch.optim.Optimizer:
+    """SGD (with momentum) or Adam over ``parameters``; weight decay applies to exactly these parameters.
+
+    With ``model`` given, SGD with momentum over slot scores on the CPU is ``SlotSGD``, which fuses the
+    straight-through score gradient into the update (same rule, less memory traffic), where torch.compile works.
+    """
     # fused kernels update parameter, gradient and state in one pass: they matter for K-sized slot tensors
     fused = all(p.device.type in ("cpu", "cuda") and p.dtype == torch.float32 for p in parameters) or None
+    if config.optimizer == "sgd" and model is not None and config.momentum > 0:
+        from slotlab.layers.slot import SlotLayer
+        from slotlab.slot_sgd import SlotSGD, fused_update_available
+
+        held = {id(p) for p in parameters}
+        layers = [m for m in model.modules() if isinstance(m, SlotLayer) and id(m.scores) in held]
+        if layers and all(fused_update_available(layer.scores.device) for layer in layers):
+            return SlotSGD(
+                parameters, layers, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+            )
     if config.optimizer == "sgd":
         return torch.optim.SGD(
             parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, fused=fused

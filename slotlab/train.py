@@ -110,7 +110,7 @@ class Trainer:
             name: make_batches(getattr(splits, name), splits.info, 1000, device, rank=rank, world_size=world)
             for name in ("val", "test")
         }
-        self.optimizer = make_optimizer(config, trainable_parameters(self.model))
+        self.optimizer = make_optimizer(config, trainable_parameters(self.model), self.model)
         self.scheduler = make_scheduler(config, self.optimizer)
         self.sample_generator = torch.Generator(device)
         for layer in self.model.modules():

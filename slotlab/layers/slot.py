@@ -62,6 +62,12 @@ class _StraightThroughSelect(torch.autograd.Function):
         layer = ctx.layer
         if not layer.grad_in_place:
             return values * grad, None, None, None
+        if layer.hand_over_grad:  # slotlab.slot_sgd.SlotSGD applies dS[k] = dW_eff * W[k] inside its update
+            if layer.pending_grad is None:
+                layer.pending_grad = grad.squeeze(0)
+            else:
+                layer.pending_grad.add_(grad.squeeze(0))
+            return None, None, None, None
         scores = layer.scores
         if scores.grad is None:
             buffer = layer._grad_buffer
@@ -136,6 +142,9 @@ class SlotLayer(nn.Module):
         self.generator: torch.Generator | None = None  # for sampled selection; set by the trainer
         self.grad_in_place = True
         self._grad_buffer: torch.Tensor | None = None
+        # set by slotlab.slot_sgd.SlotSGD: the backward keeps dL/dW_eff here instead of the K-sized score gradient
+        self.hand_over_grad = False
+        self.pending_grad: torch.Tensor | None = None  # (*weight_shape)
 
     def _bound(self) -> float:
         fan_in, fan_out = fans(self.weight_shape)
@@ -162,6 +171,16 @@ class SlotLayer(nn.Module):
     def selection(self) -> torch.Tensor:
         """The greedy slot index per connection, (*weight_shape), uint8 (int16 when K > 256): what analyses record."""
         return greedy_index(self.scores).to(torch.uint8 if self.k <= 256 else torch.int16)
+
+    @torch.no_grad()
+    def score_grad(self) -> torch.Tensor | None:
+        """dL/dS (K, *weight_shape) of the last backward: ``scores.grad``, or built from the gradient handed over
+        to ``SlotSGD`` (whose step consumes it); None when there is neither."""
+        if self.scores.grad is not None:
+            return self.scores.grad
+        if self.pending_grad is None:
+            return None
+        return self.values * self.pending_grad.unsqueeze(0)
 
     def _rule(self) -> str:
         return self.train_selection if self.training else self.eval_selection
