@@ -109,10 +109,10 @@ def test_two_gloo_ranks_match_each_other_and_one_process(tmp_path: Path) -> None
             singles[name] = capture.state, history
     finally:
         torch.set_num_threads(threads)
-    # fork: the ranks start with this process's imports (two fresh interpreters cost ~10 s on a loaded CPU)
+    # spawn, not fork: after torch.compile has run in this process (slot kernels), autograd refuses a forked child
     payload = {name: c.to_dict() for name, c in configs.items()}
     args = (2, distributed.free_loopback_port(), payload, str(tmp_path / "ddp"), str(tmp_path))
-    mp.start_processes(_rank_main, args=args, nprocs=2, start_method="fork")
+    mp.start_processes(_rank_main, args=args, nprocs=2, start_method="spawn")
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     for rank in ranks:
         for result in rank.values():

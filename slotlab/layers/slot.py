@@ -23,12 +23,14 @@ The default is "paper".
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from slotlab.compiled import checked_compile
 from slotlab.layers.factory import LayerFactory, fans
 
 SLOT_INITS = ("paper", "code")
@@ -84,13 +86,40 @@ def greedy_index(scores: torch.Tensor) -> torch.Tensor:
     return scores.max(dim=0).indices  # max(0) is ~10x faster than argmax(0) on the CPU and has the same rule
 
 
+def _greedy_planes(scores: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """values[argmax_k scores] as a running maximum over the K planes; a strict > keeps the lowest slot on ties.
+
+    Compiled (``_compiled_greedy``), this is one pass that reads scores and values once.
+    """
+    best, weight = scores[0], values[0]
+    for slot in range(1, scores.shape[0]):
+        take = scores[slot] > best
+        best = torch.where(take, scores[slot], best)
+        weight = torch.where(take, values[slot], weight)
+    return weight
+
+
+@functools.cache
+def _compiled_greedy():
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.rand((3, 41), generator=gen)
+    scores[1, :5] = scores[0, :5]  # ties
+    return checked_compile(_greedy_planes, scores, torch.rand((3, 41), generator=gen))
+
+
 @torch.no_grad()
 def greedy_weight(scores: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """values[argmax_k scores] without an index tensor: the hot path of greedy training.
 
-    Streams over the K planes with 0/1 float masks, which the CPU vectorises far better than an arg-reduction or
+    On the CPU, a compiled running maximum over the planes (one pass) where torch.compile works. Otherwise it
+    streams over the K planes with 0/1 float masks, which the CPU vectorises far better than an arg-reduction or
     a boolean select; the sum is exact because exactly one term per connection is non-zero.
     """
+    if scores.device.type == "cpu" and scores.shape[0] > 1 and scores.dtype == torch.float32:
+        compiled = _compiled_greedy()
+        if compiled is not None:
+            k = scores.shape[0]
+            return compiled(scores.detach().reshape(k, -1), values.reshape(k, -1)).view(scores.shape[1:])
     peak = scores.amax(dim=0)
     weight = torch.zeros_like(peak)
     taken = torch.zeros_like(peak)
