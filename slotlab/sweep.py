@@ -21,7 +21,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -147,15 +146,6 @@ def default_workers(device: str | None) -> int:
     if (device in (None, "auto") and torch.cuda.is_available()) or str(device).startswith("cuda"):
         return max(torch.cuda.device_count(), 1)
     return max(1, min(MAX_CPU_WORKERS, (os.cpu_count() or 1) // 2))
-
-
-def _start_method(device: str | None) -> str:
-    """fork for CPU workers on Linux (they start at once, with this process's imports); spawn where CUDA is used,
-    which cannot be forked, and on other systems."""
-    import torch
-
-    uses_cuda = str(device).startswith("cuda") or (device in (None, "auto") and torch.cuda.is_available())
-    return "fork" if sys.platform == "linux" and not uses_cuda else "spawn"
 
 
 def _gpu_assignment(device: str | None, workers: int) -> list[str] | None:
@@ -309,7 +299,9 @@ def _run_batch(points: list[Point], root: Path, workers: int, device, data_root,
     import multiprocessing
 
     gpus = _gpu_assignment(device, workers)
-    context = multiprocessing.get_context(_start_method(device))
+    # spawn, not fork, also for CPU workers: a process where torch.compile has run (slotlab's CPU slot kernels)
+    # or that uses CUDA cannot be forked safely, and autograd refuses such children
+    context = multiprocessing.get_context("spawn")
     queue = None
     if gpus is not None:
         queue = context.Manager().Queue()
