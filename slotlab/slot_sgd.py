@@ -99,6 +99,8 @@ class SlotSGD(torch.optim.SGD):
     def step(self, closure=None):  # type: ignore[override]
         loss = super().step(closure)  # every parameter with an ordinary gradient
         for group in self.param_groups:
+            # a tensor, so that a new learning rate every step does not recompile the kernel
+            hyper = torch.tensor([float(group[key]) for key in ("lr", "momentum", "weight_decay")])
             for scores in group["params"]:
                 layer = self.layers.get(id(scores))
                 if layer is None or layer.pending_grad is None:
@@ -112,7 +114,7 @@ class SlotSGD(torch.optim.SGD):
                     layer.values.view(k, -1),
                     state["momentum_buffer"].view(k, -1),
                     layer.pending_grad.reshape(-1),
-                    torch.tensor([float(group[key]) for key in ("lr", "momentum", "weight_decay")]),
+                    hyper,
                 )
                 layer.pending_grad = None
         return loss

@@ -73,8 +73,9 @@ def test_matches_sgd_on_the_autograd_gradient(seed: int) -> None:
     batches = random_batches(seed)
     train(fused_net, fused, batches, schedules[0])
     train(plain_net, plain, batches, schedules[1])
+    start = initialize(Net(k), seed, seed + 1).state_dict()
     for (name, p), q in zip(fused_net.named_parameters(), plain_net.parameters(), strict=True):
-        assert not torch.equal(p, initialize(Net(k), seed, seed + 1).state_dict()[name]), name  # it trained
+        assert not torch.equal(p, start[name]), name  # it trained
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7, msg=name)
     for p, q in zip(fused_net.parameters(), plain_net.parameters(), strict=True):
         torch.testing.assert_close(
