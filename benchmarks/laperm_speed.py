@@ -20,6 +20,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from timing import alternating_medians
 
 from slotlab.init import initialize
 from slotlab.laperm import LaPerm
@@ -50,34 +51,25 @@ def make(model: str, k: int | None, batch: int):
     return step, opt
 
 
-def time_block(step, n: int) -> float:
-    start = time.process_time()
-    for _ in range(n):
-        step()
-    return (time.process_time() - start) / n
-
-
 def measure(model: str, k: int, batch: int, blocks: int) -> dict[str, float]:
     steps_per_block = k * math.ceil(20 / k)  # whole sync periods: each LaPerm block holds its share of syncs
     adam_step, _ = make(model, None, batch)
     laperm_step, laperm = make(model, k, batch)
-    for s in (adam_step, laperm_step):
-        time_block(s, steps_per_block)  # warm-up, and LaPerm's counter stays on period boundaries
-    times: dict[str, list[float]] = {"adam": [], "laperm": []}
-    for _ in range(blocks):
-        times["adam"].append(time_block(adam_step, steps_per_block))
-        times["laperm"].append(time_block(laperm_step, steps_per_block))
+    # warm-up of whole blocks too, so that LaPerm's counter stays on period boundaries
+    times = alternating_medians(
+        {"adam": adam_step, "laperm": laperm_step},
+        blocks,
+        steps_per_block,
+        warmup=steps_per_block,
+        clock=time.process_time,
+    )
     syncs = []
     for _ in range(max(blocks, 5)):
         laperm.steps += 1  # force a real sync each time
         start = time.process_time()
         laperm.sync()
         syncs.append(time.process_time() - start)
-    return {
-        "adam": statistics.median(times["adam"]),
-        "laperm": statistics.median(times["laperm"]),
-        "sync": statistics.median(syncs),
-    }
+    return {**times, "sync": statistics.median(syncs)}
 
 
 def main() -> None:

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from timing import alternating_medians
 
 from slotlab.config import RunConfig
 from slotlab.layers.edge_popup import kept_count, top_mask
@@ -51,17 +51,7 @@ def make_step(model: str, fields: dict):
 
 def time_steps(model: str, blocks: int, per_block: int) -> dict[str, float]:
     steps = {name: make_step(model, fields)[1] for name, fields in METHODS.items()}
-    for step in steps.values():
-        for _ in range(2):
-            step()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(blocks):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            for _ in range(per_block):
-                step()
-            times[name].append((time.perf_counter() - start) / per_block)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return alternating_medians(steps, blocks, per_block)
 
 
 def sort_mask(magnitude: torch.Tensor, kept: int) -> torch.Tensor:
@@ -84,14 +74,11 @@ def time_mask_ops(repeats: int) -> dict[str, float]:
     net, _ = make_step("conv4", METHODS["edge-popup"])
     scores = [p.detach().abs() for p in trainable_parameters(net)]
     ops = {"kthvalue (top_mask)": top_mask, "topk": topk_mask, "full sort": sort_mask}
-    times: dict[str, list[float]] = {name: [] for name in ops}
-    for _ in range(repeats):
-        for name, op in ops.items():
-            start = time.perf_counter()
-            for s in scores:
-                op(s, kept_count(0.5, s.numel()))
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+
+    def all_layers(op) -> Callable[[], None]:
+        return lambda: [op(s, kept_count(0.5, s.numel())) for s in scores]
+
+    return alternating_medians({name: all_layers(op) for name, op in ops.items()}, repeats, 1, warmup=0)
 
 
 def main() -> None:

@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import subprocess
 import sys
 import time
 
 import torch
 import torch.nn.functional as F
+from timing import alternating_medians
 
 from slotlab.init import initialize
 from slotlab.layers import DenseFactory, SlotFactory
@@ -67,17 +67,7 @@ def connections(net) -> int:
 
 def time_steps(model: str, k: int, blocks: int, per_block: int) -> dict[str, float]:
     steps = {m: make(model, m, k)[1] for m in VARIANTS}
-    for step in steps.values():
-        for _ in range(5):
-            step()
-    times: dict[str, list[float]] = {m: [] for m in steps}
-    for _ in range(blocks):
-        for method, step in steps.items():
-            start = time.perf_counter()
-            for _ in range(per_block):
-                step()
-            times[method].append((time.perf_counter() - start) / per_block)
-    return {m: statistics.median(t) for m, t in times.items()}
+    return alternating_medians(steps, blocks, per_block, warmup=5)
 
 
 def rss_kib(field: str) -> int:
