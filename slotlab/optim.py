@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
@@ -37,6 +37,12 @@ def lr_factor(
     raise ValueError(f"unknown schedule {schedule!r}")
 
 
+def fused_kernels(parameters: Iterable[torch.Tensor]) -> bool | None:
+    """``fused=`` for torch's SGD/Adam: the fused kernels update parameter, gradient and state in one pass (they
+    matter for K-sized slot tensors) and exist for float32 on the CPU and CUDA; None lets torch choose."""
+    return all(p.device.type in ("cpu", "cuda") and p.dtype == torch.float32 for p in parameters) or None
+
+
 def make_optimizer(
     config, parameters: list[torch.nn.Parameter], model: torch.nn.Module | None = None
 ) -> torch.optim.Optimizer:
@@ -45,8 +51,7 @@ def make_optimizer(
     With ``model`` given, SGD with momentum over slot scores on the CPU is ``SlotSGD``, which fuses the
     straight-through score gradient into the update (same rule, less memory traffic), where torch.compile works.
     """
-    # fused kernels update parameter, gradient and state in one pass: they matter for K-sized slot tensors
-    fused = all(p.device.type in ("cpu", "cuda") and p.dtype == torch.float32 for p in parameters) or None
+    fused = fused_kernels(parameters)
     if config.optimizer == "sgd" and model is not None and config.momentum > 0:
         from slotlab.layers.slot import SlotLayer
         from slotlab.slot_sgd import SlotSGD, fused_update_available

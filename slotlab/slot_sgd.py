@@ -30,6 +30,7 @@ from torch import nn
 
 from slotlab.compiled import checked_compile
 from slotlab.layers.slot import SlotLayer
+from slotlab.optim import fused_kernels
 
 
 def _update(
@@ -83,8 +84,9 @@ class SlotSGD(torch.optim.SGD):
         if momentum <= 0:
             raise ValueError("SlotSGD needs momentum > 0 (plain SGD covers momentum 0)")
         params = list(params)
-        fused = all(p.device.type == "cpu" and p.dtype == torch.float32 for p in params) or None
-        super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay, fused=fused)
+        super().__init__(
+            params, lr=lr, momentum=momentum, weight_decay=weight_decay, fused=fused_kernels(params)
+        )
         self.update = _compiled_update()
         if self.update is None:
             raise RuntimeError("SlotSGD needs torch.compile; check fused_update_available() first")
