@@ -60,7 +60,10 @@ def owner_record() -> dict[str, Any]:
 
 
 def is_stale(record: dict[str, Any]) -> bool:
-    """True when the process named by ``record`` is certainly gone (same host, pid dead or reused)."""
+    """True when the process named by ``record`` is certainly gone (same host, pid dead or reused), or when the
+    record is empty: a lock left unreadable for more than a moment (``read_lock``)."""
+    if not record:
+        return True
     if record.get("writing") or record.get("host") != socket.gethostname():
         return False
     pid = record.get("pid")
@@ -82,7 +85,11 @@ def read_lock(path: Path) -> dict[str, Any] | None:
     except ValueError:
         # a lock is written in one small write right after its creation; an empty one is either being written
         # this instant or was left by a process killed in between: give it a moment before calling it stale
-        if time.time() - Path(path).stat().st_mtime < 1.0:
+        try:
+            age = time.time() - Path(path).stat().st_mtime
+        except FileNotFoundError:  # released between the read and now
+            return None
+        if age < 1.0:
             return {"host": socket.gethostname(), "pid": None, "writing": True}
         return {}
 

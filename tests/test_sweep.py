@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 import socket
 import subprocess
 import sys
@@ -153,6 +154,20 @@ def test_lock_is_exclusive_released_by_its_owner_only_and_stale_when_the_pid_is_
     assert read_lock(second.path)["pid"] == os.getpid() and owner_record()["host"] == record["host"]
     second.release()
     assert not second.path.exists()
+
+
+def test_an_empty_lock_is_taken_over_once_it_is_old_and_waited_for_while_fresh(tmp_path: Path) -> None:
+    path = RunLock(tmp_path / "run").path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("")  # its owner was killed between creating and writing it
+    with pytest.raises(RunLocked):  # fresh: it may be being written this instant
+        RunLock(tmp_path / "run").acquire()
+    old = time.time() - 60
+    os.utime(path, (old, old))
+    assert read_lock(path) == {} and is_stale({})
+    lock = RunLock(tmp_path / "run").acquire()
+    assert read_lock(lock.path)["pid"] == os.getpid()
+    lock.release()
 
 
 def test_parallel_workers_and_the_command_line(tmp_path: Path, capsys) -> None:
