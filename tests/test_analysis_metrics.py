@@ -58,6 +58,8 @@ def test_slot_usage_by_hand() -> None:
     frame = slot_usage({"layer": (VALUES, INDEX)})
     assert frame["count"].tolist() == [1, 1, 2] and frame["fraction"].tolist() == [0.25, 0.25, 0.5]
     assert slot_usage(INDEX, k=4)["count"].tolist() == [1, 1, 2, 0]  # index tensors alone, K given
+    with pytest.raises(SlotlabError, match="holds a mask, not slot indices"):
+        slot_usage({"layer": INDEX > 0})  # an Edge-Popup mask is not a slot index
 
 
 def test_value_histograms_by_hand() -> None:

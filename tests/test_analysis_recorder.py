@@ -123,3 +123,13 @@ def test_recorder_input_errors(tmp_path: Path) -> None:
         Recorder(path=tmp_path).on_train_start(fake_trainer(torch.nn.Linear(2, 2)))
     with pytest.raises(SlotlabError, match="no selection snapshots"):
         load_snapshots(tmp_path)
+
+
+def test_recorder_on_other_ranks_needs_no_folder_and_writes_nothing(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("slotlab.analysis.recorder._is_main_process", lambda: False)
+    recorder = Recorder(every=1, unit="step")  # the run folder exists on rank 0 only
+    trainer = fake_trainer(mask_model(seed=1))
+    recorder.on_train_start(trainer)
+    trainer.step = 1
+    recorder.on_step_end(trainer)
+    assert recorder.count == 0 and recorder.folder is None

@@ -2,11 +2,11 @@
 
 import json
 import os
-import time
 import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest

@@ -111,16 +111,18 @@ class Recorder(Callback):
 
     # --- trainer hooks -----------------------------------------------------------------------------------
     def on_train_start(self, trainer) -> None:
-        self.folder = self._run_folder(trainer) / SNAPSHOT_DIR
         if not selecting_layers(trainer.model):
             raise SlotlabError(
                 f"Recorder found no layer with a selection in the {trainer.config.method} model; "
                 f"record slots, Edge-Popup or Biprop runs"
             )
+        if not _is_main_process():  # rank 0 alone writes snapshots, and alone has the run folder
+            return
+        self.folder = self._run_folder(trainer) / SNAPSHOT_DIR
         # an interrupted epoch is replayed from the last checkpoint: its snapshots are taken again
-        stale = [path for step, _, path in _snapshot_files(self.folder) if step > trainer.step]
-        for path in stale if _is_main_process() else []:
-            path.unlink()
+        for step, _, path in _snapshot_files(self.folder):
+            if step > trainer.step:
+                path.unlink()
         if trainer.step == 0:
             self.snapshot(trainer)
 

@@ -120,7 +120,12 @@ def slot_usage(source: Any, which: str = "best", k: int | None = None) -> pd.Dat
     if isinstance(source, torch.Tensor):
         source = {"layer": source}
     if isinstance(source, Mapping) and all(isinstance(v, torch.Tensor) for v in source.values()):
-        indices = {str(n): torch.as_tensor(i).detach().cpu().long() for n, i in source.items()}
+        masks = [str(n) for n, i in source.items() if i.dtype == torch.bool]
+        if masks:
+            raise SlotlabError(
+                f"layer {masks[0]!r} holds a mask, not slot indices; slot usage is for slot runs"
+            )
+        indices = {str(n): i.detach().cpu().long() for n, i in source.items()}
         ks = {n: k or int(i.max()) + 1 for n, i in indices.items()}
     else:
         pairs = slot_pairs(source, which)
@@ -128,8 +133,6 @@ def slot_usage(source: Any, which: str = "best", k: int | None = None) -> pd.Dat
         ks = {n: v.shape[0] for n, (v, _) in pairs.items()}
     rows = []
     for name, index in indices.items():
-        if index.dtype == torch.bool:
-            raise SlotlabError(f"layer {name!r} holds a mask, not slot indices; slot usage is for slot runs")
         counts = torch.bincount(index.reshape(-1), minlength=ks[name])
         total = max(int(counts.sum()), 1)
         rows += [(name, s, int(counts[s]), int(counts[s]) / total, 1.0 / ks[name]) for s in range(ks[name])]
