@@ -69,7 +69,9 @@ class Method:
 
 
 def _slot_factory(config) -> LayerFactory:
-    return SlotFactory(config.k, config.selection, METHODS["slots"].init_name(config))
+    return SlotFactory(
+        config.k, config.selection, METHODS["slots"].init_name(config), eval_selection=config.eval_selection
+    )
 
 
 def _dense_factory(config) -> LayerFactory:

@@ -94,6 +94,29 @@ def test_sampling_is_seeded_and_greedy_at_evaluation() -> None:
     assert torch.equal(layer.effective_weight(), greedy_weight(layer.scores.detach(), layer.values))
 
 
+def test_eval_selection_of_the_config_reaches_every_slot_layer() -> None:
+    from slotlab.config import RunConfig
+    from slotlab.methods import build
+
+    config = RunConfig(model="conv2", dataset="synthetic-cifar", k=4, eval_selection="sampled")
+    net = build(config, (3, 32, 32), 10).eval()
+    layers = [m for m in net.modules() if isinstance(m, (SlotLinear, SlotConv2d))]
+    assert layers and all(layer.eval_selection == "sampled" for layer in layers)
+    layer = layers[0]
+    layer.generator = torch.Generator().manual_seed(3)
+    drawn = layer.effective_weight().detach()
+    assert torch.equal(drawn, sample_index_weight(layer, seed=3))  # evaluation samples, as asked
+    greedy = build(config.replace(eval_selection="greedy"), (3, 32, 32), 10).eval()
+    assert all(
+        m.eval_selection == "greedy" for m in greedy.modules() if isinstance(m, (SlotLinear, SlotConv2d))
+    )
+
+
+def sample_index_weight(layer, seed: int) -> torch.Tensor:
+    index = sample_index(layer.scores.detach(), torch.Generator().manual_seed(seed))
+    return layer.values.gather(0, index.unsqueeze(0)).squeeze(0)
+
+
 @pytest.mark.parametrize("init,bound_num,fc_scale", [("paper", 2.0, 0.1), ("code", 6.0, 1.0)])
 def test_init_bounds(init: str, bound_num: float, fc_scale: float) -> None:
     linear, conv = SlotLinear(300, 100, k=8, init=init), SlotConv2d(16, 32, 3, k=8, init=init)

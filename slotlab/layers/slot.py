@@ -190,12 +190,6 @@ class SlotLayer(nn.Module):
         with torch.no_grad():
             self.scores.copy_(drawn)
 
-    def selected_index(self) -> torch.Tensor:
-        """The slot each connection uses now (training: ``train_selection``; evaluation: ``eval_selection``)."""
-        if self._rule() == "sampled":
-            return sample_index(self.scores.detach(), self.generator)
-        return greedy_index(self.scores.detach())
-
     @torch.no_grad()
     def selection(self) -> torch.Tensor:
         """The greedy slot index per connection, (*weight_shape), uint8 (int16 when K > 256): what analyses record."""
@@ -266,17 +260,30 @@ class SlotFactory(LayerFactory):
     name = "slots"
 
     def __init__(
-        self, k: int, selection: str = "greedy", init: str = "paper", bn_affine: bool = False
+        self,
+        k: int,
+        selection: str = "greedy",
+        init: str = "paper",
+        bn_affine: bool = False,
+        eval_selection: str = "greedy",
     ) -> None:
         super().__init__(bn_affine=bn_affine)
-        self.k, self.selection, self.init = k, selection, init
+        self.k, self.selection, self.init, self.eval_selection = k, selection, init, eval_selection
+
+    def _with_eval_selection(self, layer: SlotLayer) -> SlotLayer:
+        layer.eval_selection = self.eval_selection
+        return layer
 
     def linear(self, in_features: int, out_features: int) -> nn.Module:
-        return SlotLinear(in_features, out_features, self.k, self.selection, self.init)
+        return self._with_eval_selection(
+            SlotLinear(in_features, out_features, self.k, self.selection, self.init)
+        )
 
     def conv2d(
         self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0
     ) -> nn.Module:
-        return SlotConv2d(
-            in_channels, out_channels, kernel_size, self.k, stride, padding, self.selection, self.init
+        return self._with_eval_selection(
+            SlotConv2d(
+                in_channels, out_channels, kernel_size, self.k, stride, padding, self.selection, self.init
+            )
         )
