@@ -163,6 +163,16 @@ class RunConfig:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise SlotlabError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.train_size < 0:
+            raise SlotlabError(f"train_size must be >= 0 (0: all training examples), got {self.train_size}")
+        if self.val_size < -1 or (self.val_size == 0 and self.protocol == "val"):
+            raise SlotlabError(
+                f"val_size must be >= 1, or -1 for the dataset's default (0 only with protocol best-test, which "
+                f"selects on the test set), got {self.val_size}"
+            )
+        for name in ("momentum", "weight_decay"):
+            if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
+                raise SlotlabError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise SlotlabError(f"lr must be a positive finite number, got {self.lr}")
         if list(self.milestones) != sorted(set(self.milestones)) or any(m < 1 for m in self.milestones):

@@ -52,6 +52,11 @@ def test_round_trip_through_dict() -> None:
         ({"init": "kaiming"}, "init 'kaiming' is not one of method slots's"),
         ({"milestones": (75, 25)}, "milestones must be increasing"),
         ({"method": "finetune"}, "needs --source"),
+        ({"train_size": -1900}, "train_size must be >= 0"),
+        ({"val_size": -5}, "val_size must be >= 1, or -1"),
+        ({"val_size": 0}, "0 only with protocol best-test"),
+        ({"momentum": -1}, "momentum must be a finite number >= 0"),
+        ({"weight_decay": -1e-4}, "weight_decay must be a finite number >= 0"),
     ],
 )
 def test_bad_input_is_one_clear_line(change: dict, message: str) -> None:
@@ -63,3 +68,15 @@ def test_bad_input_is_one_clear_line(change: dict, message: str) -> None:
 def test_unknown_fields_are_named() -> None:
     with pytest.raises(SlotlabError, match=r"unknown config fields \['K'\]"):
         RunConfig.from_dict({"K": 8})
+
+
+def test_best_test_protocol_may_hold_no_validation_set() -> None:
+    assert RunConfig(protocol="best-test", val_size=0).val_size == 0
+
+
+def test_an_unknown_device_is_one_clear_line() -> None:
+    from slotlab.device import pick_device
+
+    with pytest.raises(SlotlabError, match="unknown device 'foo'; use auto, cpu, cuda or cuda:N"):
+        pick_device("foo")
+    assert pick_device("cpu").type == "cpu"
