@@ -139,7 +139,9 @@ def _mask_callbacks(config) -> list:
     from slotlab.recycle import IteRand, WeightRecycling
 
     callbacks: list = []
-    if config.scope == "global" and config.density <= 0.5 and config.anneal_epochs > 0:
+    # annealing grows the sparsity of a learned mask; random-mask's mask is fixed from the start
+    annealed = config.method != "random-mask" and config.density <= 0.5 and config.anneal_epochs > 0
+    if config.scope == "global" and annealed:
         callbacks.append(DensityAnnealing(config.anneal_epochs))
     schedule = dict(every=config.recycle_every, unit=config.recycle_unit, warmup=config.recycle_warmup)
     if config.recycle_rate > 0:

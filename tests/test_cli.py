@@ -47,7 +47,14 @@ def test_train_then_export(capsys, tmp_path: Path) -> None:
     args = ["train", "--dataset", "synthetic", "--epochs", "2", "--k", "4", "--runs", str(tmp_path)]
     assert main([*args, "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "val" in out and "test" in out and "run folder" in out
+    rows = {
+        line.split()[0]: line.split()[1:]
+        for line in out.splitlines()
+        if line.split()[:1] in (["val"], ["test"])
+    }
+    assert set(rows) == {"val", "test"}  # the table's two rows: accuracy and epoch
+    assert all(0.0 <= float(accuracy) <= 1.0 and int(epoch) in (1, 2) for accuracy, epoch in rows.values())
+    assert "run folder" in out
     run = open_run(next(tmp_path.iterdir()))
     assert main(["export", str(run.path)]) == 0
     assert "2 bits x" in capsys.readouterr().out

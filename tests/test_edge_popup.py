@@ -262,6 +262,18 @@ def test_bad_input_is_one_clear_line(change: dict, message: str) -> None:
     assert "\n" not in str(info.value)
 
 
+def test_global_density_annealing_applies_to_learned_masks_only() -> None:
+    from slotlab.global_mask import DensityAnnealing
+    from slotlab.methods import method_callbacks
+
+    def annealed(method: str) -> bool:
+        config = RunConfig(method=method, scope="global", density=0.1)
+        return any(isinstance(cb, DensityAnnealing) for cb in method_callbacks(config))
+
+    assert annealed("edge-popup") and annealed("biprop")
+    assert not annealed("random-mask")  # its mask stays the one drawn at the start
+
+
 def test_random_mask_refuses_recycling() -> None:
     with pytest.raises(SlotlabError, match="recycling and IteRand apply to edge-popup and biprop"):
         RunConfig(method="random-mask", recycle_rate=0.1)

@@ -47,8 +47,9 @@ def test_plain_model_outputs_equal_the_slot_model(config: RunConfig, tmp_path) -
     )
     assert packed_bytes <= math.ceil(connections * math.ceil(math.log2(config.k)) / 8) + 8 * 20
     rebuilt = load_compact(tmp_path / "compact.pt")
-    for a, b in zip(plain.state_dict().values(), rebuilt.state_dict().values(), strict=False):
-        assert torch.equal(a, b)
+    expected, got = plain.state_dict(), rebuilt.state_dict()
+    assert set(got) == set(expected)
+    assert all(torch.equal(got[key], expected[key]) for key in expected)
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 5, 8, 16, 64])
