@@ -24,8 +24,11 @@ def reference_greedy(scores: torch.Tensor, values: torch.Tensor) -> tuple[torch.
     return index.view(scores.shape[1:]), weight.view(scores.shape[1:])
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "eager"])
 @pytest.mark.parametrize("k", [1, 2, 3, 8])
-def test_greedy_selection_matches_explicit_loop_including_ties(k: int) -> None:
+def test_greedy_selection_matches_explicit_loop_including_ties(k: int, compiled: bool, monkeypatch) -> None:
+    if not compiled:  # the path of CUDA and of machines without a C++ compiler
+        monkeypatch.setattr("slotlab.layers.slot._compiled_greedy", lambda: None)
     gen = torch.Generator().manual_seed(k)
     scores = torch.rand((k, 7, 11), generator=gen)
     scores[:, :3] = torch.randint(0, 2, (k, 3, 11), generator=gen).float()  # many exact ties
