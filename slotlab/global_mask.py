@@ -19,8 +19,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from slotlab.callback import Callback
 from slotlab.layers.edge_popup import MaskedLayer, kept_count, top_mask
-from slotlab.train import Callback, Trainer
+from slotlab.train import Trainer
 
 
 def annealed_density(target: float, epoch: int, anneal_epochs: int) -> float:

@@ -43,9 +43,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from slotlab.callback import Callback
 from slotlab.errors import SlotlabError
 from slotlab.init import random_weight_layers, stream_seed
-from slotlab.train import Callback
 
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 

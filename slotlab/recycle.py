@@ -33,9 +33,10 @@ import pandas as pd
 import torch
 from torch import nn
 
+from slotlab.callback import Callback
 from slotlab.init import stream_seed
 from slotlab.layers.edge_popup import MaskedLayer
-from slotlab.train import Callback, Trainer
+from slotlab.train import Trainer
 
 RECORD_COLUMNS = ["epoch", "step", "event", "layer", "moved", "distinct", "distinct_kept"]
 

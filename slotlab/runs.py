@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from slotlab import __version__, distributed
+from slotlab.callback import Callback
 from slotlab.checkpoint import atomic_save, atomic_write_json, atomic_write_text, safe_load
 from slotlab.config import RunConfig
 from slotlab.data import dataset_info, make_splits
@@ -39,7 +40,7 @@ from slotlab.device import pick_device
 from slotlab.errors import SlotlabError
 from slotlab.locks import RunLock, RunLocked
 from slotlab.methods import build
-from slotlab.train import Callback, Trainer
+from slotlab.train import Trainer
 
 
 def runs_root(root: str | Path | None = None) -> Path:

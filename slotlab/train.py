@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slotlab import distributed
+from slotlab.callback import Callback
 from slotlab.data import Splits, epoch_generator, make_batches
 from slotlab.init import stream_seed
 from slotlab.layers.slot import SlotLayer
@@ -35,33 +36,6 @@ from slotlab.methods import method_callbacks, trainable_parameters
 from slotlab.optim import make_optimizer, make_scheduler
 
 HISTORY_COLUMNS = ["epoch", "split", "loss", "accuracy", "lr", "seconds"]
-
-
-class Callback:
-    """Periodic work during training. Every hook receives the trainer; override the ones you need.
-
-    Order within an epoch: ``on_step_end`` after every optimiser step; ``on_before_evaluate`` once the epoch's
-    steps are done and before validation (in-place weight edits that evaluated networks must include, such as a
-    LaPerm sync, go here); ``on_epoch_end`` after validation (checkpoints, snapshots).
-
-    A callback with state that must survive a resume (a generator, a step counter, saved initial values)
-    returns it from ``state_dict`` (tensors and plain Python only); the trainer stores it in ``last.pt``.
-    """
-
-    def on_train_start(self, trainer: Trainer) -> None: ...
-
-    def on_step_end(self, trainer: Trainer) -> None: ...
-
-    def on_before_evaluate(self, trainer: Trainer) -> None: ...
-
-    def on_epoch_end(self, trainer: Trainer) -> None: ...
-
-    def on_train_end(self, trainer: Trainer) -> None: ...
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 def progress_enabled(progress: bool | None) -> bool:

@@ -30,6 +30,7 @@ from matplotlib.ticker import MaxNLocator
 from torch import nn
 
 from slotlab.analysis import Recorder, load_snapshots
+from slotlab.callback import Callback
 from slotlab.config import RunConfig
 from slotlab.data import dataset_names
 from slotlab.errors import SlotlabError
@@ -38,7 +39,7 @@ from slotlab.methods import METHODS
 from slotlab.models import model_names
 from slotlab.profiles import Profile, get_profile, method_choices
 from slotlab.runs import RunResult, load_or_run, runs_root
-from slotlab.train import Callback, Trainer
+from slotlab.train import Trainer
 
 SPLIT_STYLE = {"train": "-", "val": "--", "test": "o"}
 

@@ -1,6 +1,7 @@
 """A callback that stops training at a given optimiser step, as a Ctrl-C would: the resume tests use it."""
 
-from slotlab.train import Callback, Trainer
+from slotlab.callback import Callback
+from slotlab.train import Trainer
 
 
 class Interrupt(Callback):

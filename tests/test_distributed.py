@@ -11,12 +11,12 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from slotlab import distributed
+from slotlab.callback import Callback
 from slotlab.config import RunConfig
 from slotlab.data import Batches, dataset_info, epoch_generator, make_splits
 from slotlab.errors import SlotlabError
 from slotlab.methods import METHODS, build, method_config
 from slotlab.runs import load_or_run
-from slotlab.train import Callback
 
 # Lenet-300-100 has no BatchNorm and no dropout: with equal shards, DDP's average of the two per-rank mean
 # gradients is the gradient of the global batch's mean, so a 2-process run equals the 1-process run up to

@@ -131,8 +131,9 @@ def test_annealed_density_follows_the_cubic_schedule() -> None:
 
 
 def test_global_annealing_trains_denser_but_evaluates_at_the_target(tmp_path: Path) -> None:
+    from slotlab.callback import Callback
     from slotlab.data import make_splits
-    from slotlab.train import Callback, Trainer
+    from slotlab.train import Trainer
 
     config = RunConfig(
         method="edge-popup",

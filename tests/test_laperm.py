@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from slotlab.callback import Callback
 from slotlab.cli import main
 from slotlab.config import RunConfig
 from slotlab.data import make_splits
@@ -14,7 +15,7 @@ from slotlab.layers import DenseFactory
 from slotlab.methods import build, method_config
 from slotlab.models import MODELS, build_model
 from slotlab.runs import load_or_run
-from slotlab.train import Callback, Trainer
+from slotlab.train import Trainer
 from tests.interrupt import Interrupt
 
 QUICK = dict(method="laperm", dataset="synthetic", optimizer="adam", lr=1e-3, val_size=300, batch_size=64)

@@ -3,13 +3,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from slotlab.callback import Callback
 from slotlab.config import RunConfig
 from slotlab.data import make_splits
 from slotlab.layers.edge_popup import EdgePopupLayer
 from slotlab.methods import build
 from slotlab.recycle import IteRand, WeightRecycling, iterand_layer, recycle_layer, value_records
 from slotlab.runs import load_or_run
-from slotlab.train import Callback, Trainer
+from slotlab.train import Trainer
 from tests.interrupt import Interrupt
 from tests.test_edge_popup import masked_layers
 

@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from slotlab.callback import Callback
 from slotlab.cli import main
 from slotlab.config import RunConfig
 from slotlab.errors import SlotlabError
 from slotlab.locks import RunLock, RunLocked, is_stale, owner_record, read_lock
 from slotlab.runs import load_or_run, open_run, run_dir
 from slotlab.sweep import expand, parse_assignments, point_config, summarize, sweep
-from slotlab.train import Callback, Trainer
+from slotlab.train import Trainer
 
 TINY = RunConfig(dataset="synthetic", epochs=2, batch_size=64, train_size=128, val_size=100, k=2)
 

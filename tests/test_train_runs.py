@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from slotlab.callback import Callback
 from slotlab.checkpoint import atomic_save
 from slotlab.config import RunConfig
 from slotlab.errors import SlotlabError
 from slotlab.optim import lr_factor
 from slotlab.runs import load_or_run, open_run
-from slotlab.train import Callback, Trainer
+from slotlab.train import Trainer
 from tests.interrupt import Interrupt
 
 QUICK = dict(dataset="synthetic", epochs=3, batch_size=128, val_size=300)
@@ -75,7 +76,7 @@ KILL_SCRIPT = textwrap.dedent(
     import os, signal, sys
     from slotlab.config import RunConfig
     from slotlab.runs import load_or_run
-    from slotlab.train import Callback
+    from slotlab.callback import Callback
 
     class Kill(Callback):
         def on_step_end(self, trainer):

@@ -28,9 +28,9 @@ import pandas as pd
 import torch
 
 from slotlab.analysis.sources import Selections, is_run, selecting_layers, selection_kind
+from slotlab.callback import Callback
 from slotlab.checkpoint import atomic_save, safe_load
 from slotlab.errors import SlotlabError
-from slotlab.train import Callback
 
 SNAPSHOT_DIR = "selections"
 SNAPSHOT_FORMAT = 1
