@@ -35,14 +35,13 @@ def _rank(rank: int, world: int, port: int, spec: dict, out: str) -> None:
     from slotlab.config import RunConfig
     from slotlab.data import make_splits
     from slotlab.device import pick_device
-    from slotlab.methods import build
-    from slotlab.train import Trainer
+    from slotlab.runs import initial_network, make_trainer
 
     config = RunConfig(**spec["config"])
     ctx, device = distributed.init_from_env(pick_device(spec["device"]))
     splits = make_splits(config.dataset, config.val_size, config.split_seed, config.train_size)
-    model = build(config, splits.info.input_shape, splits.info.num_classes)
-    result = Trainer(config, model, splits, device, progress=False).fit()
+    model = initial_network(config, splits.info.input_shape, splits.info.num_classes)
+    result = make_trainer(config, model, splits, device, progress=False).fit()
     if ctx.is_primary:
         train = result.history.query("split == 'train'")
         Path(out).write_text(json.dumps({"seconds": train["seconds"].tolist()}))

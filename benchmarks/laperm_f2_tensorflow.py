@@ -5,13 +5,14 @@ Not part of the project's environment: it needs ``tensorflow`` and ``tf_keras`` 
 e.g. ``python -m venv /tmp/tf && /tmp/tf/bin/pip install tensorflow-cpu tf-keras``, and reads MNIST's raw IDX files
 from ``$SLOTLAB_DATA/MNIST/raw`` (numpy only; torch is not imported).
 
-The recipe, as the reference notebook sets it (REFERENCE §5.4): 784-128-64-10, no biases, ReLU, softmax output;
-every kernel entry 0.03, kept with probability 1/15, 1/7, 1/3 (layer by layer); L2 1e-4 on the two hidden kernels,
-added to every sample's loss as Keras does; Keras Adam (epsilon 1e-7), lr 1e-3 · 0.95^epoch; batch 128, 25
-epochs, inputs in [0, 1]; a sync every k = 250 steps, each kernel column (one output unit) replaced by its initial
-values sorted and placed in the rank order of the current column, Adam's moments kept. The test set is evaluated
-right after every sync (as the reference's aligned 250-step validation does); ``best`` is the maximum over those
-evaluations (the reference's protocol), ``final`` the last one.
+The recipe, as the authors' notebook sets it (ihsuy/Train-by-Reconnect ``notebooks/F1_and_F2.ipynb``, "the
+reference" below): 784-128-64-10, no biases, ReLU, softmax output; every kernel entry 0.03, kept with probability
+1/15, 1/7, 1/3 (layer by layer); L2 1e-4 on the two hidden kernels, added to every sample's loss as Keras does;
+Keras Adam (epsilon 1e-7), lr 1e-3 · 0.95^epoch; batch 128, 25 epochs, inputs in [0, 1]; a sync every k = 250
+steps, each kernel column (one output unit) replaced by its initial values sorted and placed in the rank order of
+the current column, Adam's moments kept. The test set is evaluated right after every sync (as the reference's
+aligned 250-step validation does); ``best`` is the maximum over those evaluations (the reference's protocol),
+``final`` the last one.
 
     /tmp/tf/bin/python benchmarks/laperm_f2_tensorflow.py --seeds 0 1 2 3 4 5 6 7 8 9
 """

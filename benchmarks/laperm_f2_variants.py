@@ -1,9 +1,10 @@
 """Where the weight-agnostic F2 network stands under LaPerm, and which recipe details move it.
 
-F2 (Qiu & Suda 2020, §5.5; REFERENCE §5.4): 784-128-64-10 without biases, every weight 0.03, then each entry
-kept with probability 1/15, 1/7, 1/3 (layer by layer, as the reference's ``agnosticize``), Adam lr 1e-3 inside
-LaPerm with k = 250, batch 128, 25 epochs, L2 1e-4 in the loss of the two hidden layers (weight decay 2e-4 in
-PyTorch's convention), lr 1e-3 * 0.95^epoch. This is the reference notebook's loop written plainly around
+F2 (Qiu & Suda 2020, §5.5; the authors' ihsuy/Train-by-Reconnect ``notebooks/F1_and_F2.ipynb``, "the reference"
+below): 784-128-64-10 without biases, every weight 0.03, then each entry kept with probability 1/15, 1/7, 1/3
+(layer by layer, as the reference's ``agnosticize``), Adam lr 1e-3 inside LaPerm with k = 250, batch 128, 25
+epochs, L2 1e-4 in the loss of the two hidden layers (weight decay 2e-4 in PyTorch's convention),
+lr 1e-3 * 0.95^epoch. This is the reference notebook's loop written plainly around
 ``slotlab.laperm.LaPerm``, so that one detail at a time can be changed:
 
 * ``inputs``: ``unit`` = pixels in [0, 1] (the reference), ``standard`` = MNIST mean/std normalised (slotlab's);

@@ -23,8 +23,9 @@ from timing import alternating_medians
 
 from slotlab.config import RunConfig
 from slotlab.layers.edge_popup import kept_count, top_mask
-from slotlab.methods import build, trainable_parameters
 from slotlab.optim import make_optimizer
+from slotlab.runs import initial_network
+from slotlab.train import trainable_parameters
 
 SHAPES = {"conv4": (3, 32, 32), "lenet300": (1, 28, 28)}
 METHODS = {
@@ -37,7 +38,7 @@ METHODS = {
 
 def make_step(model: str, fields: dict):
     config = RunConfig(model=model, dataset="synthetic-cifar" if model == "conv4" else "synthetic", **fields)
-    net = build(config, SHAPES[model], 10)
+    net = initial_network(config, SHAPES[model], 10)
     opt = make_optimizer(config.replace(lr=0.01), trainable_parameters(net))
     x, y = torch.randn(128, *SHAPES[model]), torch.randint(0, 10, (128,))
 

@@ -1,10 +1,11 @@
 """Accuracy of Edge-Popup, Biprop (each with and without Iterative Weight Recycling) and the random-mask baseline
 on MNIST Lenet-300-100, at densities {0.5, 0.3, 0.7, 0.1} (that order: 0.5 first).
 
-Recipe (REFERENCE §2.4 / §3.4, hidden-networks' MNIST FC config, 30 epochs instead of 100): SGD lr 0.1, momentum
-0.9, weight decay 1e-4 on the scores, cosine, batch 128; a 10 000-image validation split, the test set evaluated
-once on the best-validation epoch. Recycling: rate 0.1 every 3 epochs (IWR's Conv-2/4/8 Edge-Popup setting, used
-for both methods here). Random mask: the weights trained under a fixed random mask (lr 0.05, as the dense
+Recipe (the MNIST FC config of the released Edge-Popup code, allenai/hidden-networks ``configs/smallscale/fc/``,
+which Biprop's MPT-1/32 configs follow; 30 epochs instead of 100): SGD lr 0.1, momentum 0.9, weight decay 1e-4 on
+the scores, cosine, batch 128; a 10 000-image validation split, the test set evaluated once on the
+best-validation epoch. Recycling: rate 0.1 every 3 epochs (IWR's Conv-2/4/8 Edge-Popup setting, used for both
+methods here). Random mask: the weights trained under a fixed random mask (lr 0.05, as the dense
 baseline); its untrained form is the "random subnetwork" sanity column (same weights as Edge-Popup, a random mask
 of the same per-layer density, no training), evaluated on the test set.
 
@@ -78,12 +79,12 @@ def control_rows(density: float, epochs: int, seed: int, runs: str) -> list[dict
 @torch.no_grad()
 def untrained_random_subnetwork(config: RunConfig) -> float:
     """Test accuracy of Edge-Popup's initial weights under a random mask of the same density (no training)."""
-    from slotlab.methods import build
+    from slotlab.runs import initial_network
     from slotlab.sanity import random_mask
 
     splits = make_splits(config.dataset, config.val_size, config.split_seed, config.train_size)
     model = random_mask(
-        build(config, splits.info.input_shape, splits.info.num_classes), seed=config.score_seed
+        initial_network(config, splits.info.input_shape, splits.info.num_classes), seed=config.score_seed
     )
     model.eval()
     correct = 0
@@ -122,7 +123,10 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|")
         for density in args.densities:
             for label, config in configs(density, args.epochs, args.seed):
-                if config.recycle_rate == 0 or not (run_dir(config, args.runs) / "result.json").is_file():
+                if (
+                    config.options.recycle_rate == 0
+                    or not (run_dir(config, args.runs) / "result.json").is_file()
+                ):
                     continue
                 records = value_records(open_run(run_dir(config, args.runs)))
                 for layer, rows in records.groupby("layer", sort=False):

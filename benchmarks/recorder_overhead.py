@@ -25,16 +25,15 @@ import torch
 from slotlab.analysis import Recorder
 from slotlab.config import RunConfig
 from slotlab.data import make_splits
-from slotlab.methods import build
-from slotlab.train import Trainer
+from slotlab.runs import initial_network, make_trainer
 
 VARIANTS = {"none": None, "every epoch (default)": (1, "epoch"), "every 100 steps": (100, "step")}
 
 
 def run_once(config: RunConfig, splits, recording: tuple[int, str] | None, folder: Path) -> dict[str, float]:
-    model = build(config, splits.info.input_shape, splits.info.num_classes)
+    model = initial_network(config, splits.info.input_shape, splits.info.num_classes)
     recorder = Recorder(*recording, path=folder) if recording else None
-    trainer = Trainer(
+    trainer = make_trainer(
         config, model, splits, torch.device("cpu"), [recorder] if recorder else [], progress=False
     )
     start = time.perf_counter()

@@ -1,8 +1,9 @@
 """Command line: ``python -m slotlab train ...``, ``python -m slotlab sweep --grid ...`` and
 ``python -m slotlab export RUN``.
 
-Flags of ``train`` (and the base config of ``sweep``) are generated from ``RunConfig`` (one flag per field, help
-text next to the field), so the CLI and the Python API cannot drift apart. ``train`` runs unchanged under
+Flags of ``train`` (and the base config of ``sweep``) are generated from ``RunConfig``'s common fields and from
+every method's options (``slotlab.methods``: help and choices sit on the option), so the CLI and the Python API
+cannot drift apart; an option the chosen method does not have is refused in one line. ``train`` runs unchanged under
 ``torchrun --nproc-per-node=N -m slotlab train ...`` (DistributedDataParallel; rank 0 prints and writes).
 """
 
@@ -12,16 +13,29 @@ import argparse
 import os
 import sys
 from dataclasses import fields
+from typing import NoReturn
 
-from slotlab.config import CHOICES, FIELD_HELP, RunConfig
+import pandas as pd
+
+from slotlab import distributed
+from slotlab.config import CHOICES, FIELD_HELP, SEED_FIELDS, RunConfig
+from slotlab.data import DATASETS
 from slotlab.errors import SlotlabError
+from slotlab.export import export_run
+from slotlab.methods import METHODS, methods_with_option, option_specs
+from slotlab.models import MODELS
+from slotlab.runs import load_or_run, open_run, run_dir
+from slotlab.sweep import parse_assignments, sweep
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the usage block buries the line that matters."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (--help lists the options)\n")
 
 
 def _catalogue() -> str:
-    from slotlab.data import DATASETS
-    from slotlab.methods import METHODS
-    from slotlab.models import MODELS
-
     lines = ["methods:"] + [f"  {n:<14} {m.description}" for n, m in METHODS.items()]
     lines += ["models:"] + [f"  {n:<14} {d}" for n, (_, d) in MODELS.items()]
     lines += ["datasets:"] + [f"  {n:<14} {d.description}" for n, d in DATASETS.items()]
@@ -29,10 +43,8 @@ def _catalogue() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="slotlab", description="Study networks found inside random weights."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="slotlab", description="Study networks found inside random weights.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     train = sub.add_parser(
         "train",
         help="train one run (cached: a finished run is only read back)",
@@ -78,20 +90,28 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per ``RunConfig`` field, plus the runtime flags shared by train and sweep."""
+    """One flag per common ``RunConfig`` field and per method option, plus the runtime flags of train and sweep."""
     defaults = RunConfig()
-    for f in fields(RunConfig):
-        default = getattr(defaults, f.name)
+    entries = [
+        (f.name, getattr(defaults, f.name), FIELD_HELP[f.name], CHOICES.get(f.name))
+        for f in fields(RunConfig)
+        if f.name != "options"
+    ]
+    entries += [
+        (name, spec.default, f"{', '.join(methods_with_option(name))}: {spec.help}", spec.choices)
+        for name, spec in option_specs().items()
+    ]
+    for name, default, help_text, choices in entries:
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         # a bare boolean flag (--augment) means true; --augment false still works
         flag_only = {"nargs": "?", "const": "true"} if isinstance(default, bool) else {}
         parser.add_argument(
-            f"--{f.name.replace('_', '-')}",
-            dest=f.name,
+            f"--{name.replace('_', '-')}",
+            dest=name,
             default=None,
-            metavar=f.name.upper(),
-            choices=CHOICES.get(f.name),
-            help=f"{FIELD_HELP[f.name]} (default: {shown})",
+            metavar=name.upper(),
+            choices=choices,
+            help=f"{help_text} (default: {shown})",
             **flag_only,
         )
     parser.add_argument("--seed", type=int, default=None, help="set all five seeds at once")
@@ -102,20 +122,17 @@ def _config_flags(parser: argparse.ArgumentParser) -> None:
 
 def _given_values(args: argparse.Namespace) -> dict:
     """The config fields given on the command line (``--seed`` filling the seeds not given one by one)."""
-    values = {f.name: getattr(args, f.name) for f in fields(RunConfig) if getattr(args, f.name) is not None}
+    names = [f.name for f in fields(RunConfig) if f.name != "options"] + list(option_specs())
+    values = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.seed is not None:
-        for name in ("weight_seed", "score_seed", "data_seed", "sample_seed", "split_seed"):
+        for name in SEED_FIELDS:
             values.setdefault(name, args.seed)
     return values
 
 
 def _train(args: argparse.Namespace) -> int:
-    from slotlab import distributed
-    from slotlab.methods import method_config
-    from slotlab.runs import load_or_run, run_dir
-
     # the method's own defaults (laperm: Adam) fill what is not given
-    config = method_config(**_given_values(args))
+    config = RunConfig(**_given_values(args))
     # torchrun's rank (the process group itself starts in load_or_run): rank 0 alone prints
     primary = int(os.environ.get("RANK", "0")) == 0
     if primary:
@@ -134,10 +151,6 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from slotlab.sweep import parse_assignments, sweep
-
     grid = parse_assignments(args.grid)
     points = []
     for text in args.point:
@@ -167,38 +180,9 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from slotlab.checkpoint import atomic_save
-    from slotlab.export import bits_per_connection, save_compact, to_plain
-    from slotlab.methods import MASK_METHODS
-    from slotlab.runs import open_run
-
     run = open_run(args.run, args.runs)
-    model = run.model("best")
-    plain = to_plain(model)
-    out = run.path / "export"
-    atomic_save({"config": run.config.to_dict(), "state_dict": plain.state_dict()}, out / "plain.pt")
-    print(
-        f"wrote {out / 'plain.pt'} (a plain PyTorch state dict; build the model with method dense to load it)"
-    )
-    if run.config.method == "slots":
-        packed = save_compact(model, run.config, out / "compact.pt")
-        connections = sum(p.numel() for p in plain.parameters())
-        print(
-            f"wrote {out / 'compact.pt'}: {packed} bytes of selections "
-            f"({bits_per_connection(run.config.k)} bits x {connections} connections) plus seeds and config"
-        )
-    elif run.config.method in MASK_METHODS:
-        stored = save_compact(model, run.config, out / "compact.pt")
-        connections = sum(p.numel() for p in plain.parameters() if p.dim() > 1)
-        ternary = (
-            " (biprop: a ternary network, weights in {-alpha, 0, +alpha})"
-            if run.config.method == "biprop"
-            else ""
-        )
-        print(
-            f"wrote {out / 'compact.pt'}: {stored} bytes of masks (1 bit x {connections} connections) and "
-            f"kept weights the seed does not regenerate, plus seeds and config{ternary}"
-        )
+    for line in export_run(run.model("best"), run.config, run.path / "export"):
+        print(line)
 
 
 def main(argv: list[str] | None = None) -> int:

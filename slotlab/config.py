@@ -1,7 +1,16 @@
-"""Run configurations: one typed, frozen dataclass per run, identified by a stable hash.
+"""Run configurations: the common fields of every run plus the chosen method's own options, identified by a hash.
 
-The hash covers only the fields that differ from their defaults (as in OpenLTH), so adding a field whose default
-changes nothing keeps every existing run's hash and folder name. ``tests/test_config.py`` pins hashes.
+    RunConfig(method="edge-popup", density=0.3, lr=0.1)         # flat: common fields and the method's options
+    config.options.density                                        # the options, typed per method
+    config.lr
+
+A field that the chosen method does not have is refused in one line that names the method's options, so that an
+option a method ignores can never make a second run folder for one experiment. Fields left out take the method's
+own defaults first (LaPerm: Adam at lr 1e-3, its paper's inner optimiser), then the global ones.
+
+The hash covers only the fields that differ from the global defaults, flattened over common fields and options (as
+in OpenLTH), so adding a field whose default changes nothing keeps every existing run's hash and folder name.
+``tests/test_config.py`` pins hashes.
 """
 
 from __future__ import annotations
@@ -10,25 +19,30 @@ import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from slotlab.data import dataset_names
 from slotlab.errors import SlotlabError
+from slotlab.methods import METHODS, Method, Options, get_method, methods_with_option, option_specs
+from slotlab.models import model_names
+from slotlab.scales import Scale, get_scale
+from slotlab.train import TrainSettings
+
+SEED_FIELDS = ("weight_seed", "score_seed", "data_seed", "sample_seed", "split_seed")
 
 FIELD_HELP = {
     "method": "what is learned: see the method list",
     "model": "architecture: see the model list",
     "dataset": "dataset: see the dataset list",
-    "k": "slots: random values per connection (K)",
-    "selection": "slots: greedy (argmax of scores) or sampled (softmax of scores) during training",
-    "eval_selection": "slots: selection at evaluation (greedy unless asked otherwise)",
-    "init": "value initialisation: slots paper|code; dense glorot|kaiming; 'default' = the method's default",
+    "init": "value initialisation (each method lists its own; 'default' = the method's default)",
     "epochs": "training epochs",
     "batch_size": "training batch size",
     "optimizer": "sgd or adam",
     "lr": "learning rate",
     "momentum": "SGD momentum",
-    "weight_decay": "L2 weight decay, applied where the method puts it (the scores for slots)",
+    "weight_decay": "L2 weight decay, applied where the method puts it (the scores for slots and masks)",
     "schedule": "learning-rate schedule: constant, cosine, step (x gamma at milestones), restarts (cosine, "
     "restarted at milestones)",
     "milestones": "epochs for the step and restarts schedules, e.g. 25,75",
@@ -38,61 +52,27 @@ FIELD_HELP = {
     "augment": "CIFAR augmentation: random crop (padding 4) and horizontal flip",
     "protocol": "val: select on validation, test once (default); best-test: the papers' max test accuracy "
     "over epochs (optimistic)",
-    "source": "finetune: the run (hash or folder) whose found network is finetuned",
-    # masks: Edge-Popup, Biprop, recycling
-    "density": "edge-popup, biprop, random-mask: fraction of weights kept, in (0, 1]",
-    "scope": "masks: layer (top density of each layer) or global (one threshold across layers)",
-    "anneal_epochs": "masks, global scope, density <= 0.5: epochs over which the training density falls "
-    "from 0.5 to the target (cubic)",
-    "recycle_rate": "Iterative Weight Recycling: fraction of each layer's weights recycled per round (0: off)",
-    "recycle_every": "recycling and IteRand: rounds every this many epochs (or steps, see --recycle-unit)",
-    "recycle_unit": "recycling and IteRand: epoch or step",
-    "recycle_donor": "recycling: top (copy the highest-score values) or next-lowest (the ablation)",
-    "recycle_warmup": "recycling and IteRand: no round before this many epochs (or steps)",
-    "iterand_rate": "IteRand: probability that a pruned weight is redrawn per round (0: off)",
-    "binary_activations": "masks: BatchNorm + sign activations with the Bi-Real surrogate (MPT-1/1)",
-    "learned_bn": "masks: learn BatchNorm scale and shift (the '+BN' variants)",
-    # end of masks
     "weight_seed": "seed of the random weight values",
     "score_seed": "seed of the scores (and of the learned baseline's random choice)",
     "data_seed": "seed of the data order and augmentation",
     "sample_seed": "seed of sampled selection and dropout",
     "split_seed": "seed of the train/validation split",
-    # LaPerm
-    "sync_period": "laperm: sync every K optimiser steps (rows become permutations of their initial values)",
-    "permute_bias": "laperm: also permute biases (skipped and trained freely by default)",
-    "permute_norm": "laperm: also permute BatchNorm scales and shifts (skipped and trained freely by default)",
-    "init_density": "laperm: fraction of each weight tensor left non-zero at initialisation (random sparse init); "
-    "one value, or one per layer such as 1/15,1/7,1/3; empty: dense",
-    "shared_value": "laperm: weight-agnostic start, every weight this one value before init_density's zeros "
-    "(0: off)",
-    # end of LaPerm
 }
 
 CHOICES = {
-    "selection": ("greedy", "sampled"),
-    "eval_selection": ("greedy", "sampled"),
     "optimizer": ("sgd", "adam"),
     "schedule": ("constant", "cosine", "step", "restarts"),
     "protocol": ("val", "best-test"),
-    # masks
-    "scope": ("layer", "global"),
-    "recycle_unit": ("epoch", "step"),
-    "recycle_donor": ("top", "next-lowest"),
-    # LaPerm
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class RunConfig:
     """Everything that defines a run. Runtime choices (device, progress bars, runs folder) are not in here."""
 
     method: str = "slots"
     model: str = "lenet300"
     dataset: str = "mnist"
-    k: int = 8
-    selection: str = "greedy"
-    eval_selection: str = "greedy"
     init: str = "default"
     epochs: int = 20
     batch_size: int = 128
@@ -107,50 +87,53 @@ class RunConfig:
     train_size: int = 0
     augment: bool = False
     protocol: str = "val"
-    source: str = ""
-    # --- masks: Edge-Popup, Biprop, recycling (fields added below this line) ---
-    density: float = 0.5
-    scope: str = "layer"
-    anneal_epochs: int = 10
-    recycle_rate: float = 0.0
-    recycle_every: int = 3
-    recycle_unit: str = "epoch"
-    recycle_donor: str = "top"
-    recycle_warmup: int = 0
-    iterand_rate: float = 0.0
-    binary_activations: bool = False
-    learned_bn: bool = False
-
-    # --- end of masks ---
     weight_seed: int = 0
     score_seed: int = 0
     data_seed: int = 0
     sample_seed: int = 0
     split_seed: int = 0
-    # --- LaPerm (fields added below this line) ---
-    sync_period: int = 20
-    permute_bias: bool = False
-    permute_norm: bool = False
-    init_density: str = ""
-    shared_value: float = 0.0
-    # --- end of LaPerm ---
+    options: Options = field(default_factory=Options)  # the method's own options (``Method.options_type``)
 
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            object.__setattr__(self, f.name, _coerce(f.name, f.type, value))
-        self._validate()
+    def __init__(self, **values: Any) -> None:
+        method = get_method(str(values.get("method", "slots")))
+        common = {f.name: f for f in fields(RunConfig) if f.name != "options"}
+        given_options = values.pop("options", None)
+        option_names = method.options_type.names()
+        unknown = [n for n in values if n not in common and n not in option_names]
+        for name in unknown:
+            owners = methods_with_option(name)
+            if owners:
+                raise SlotlabError(
+                    f"{name} is not an option of method {method.name}; {_options_phrase(method)} "
+                    f"({name} belongs to {', '.join(owners)})"
+                )
+        if unknown:
+            valid = sorted([*common, *option_specs()])
+            raise SlotlabError(f"unknown config fields {sorted(unknown)}; valid fields: {', '.join(valid)}")
+        # the method's defaults for the common fields the caller leaves out
+        values = {**method.defaults, **values}
+        for name, f in common.items():
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            object.__setattr__(self, name, _coerce(name, str(f.type), values.get(name, default)))
+        if given_options is not None:
+            if type(given_options) is not method.options_type:
+                raise SlotlabError(
+                    f"options of type {type(given_options).__name__} do not belong to method {method.name} "
+                    f"(it takes {method.options_type.__name__})"
+                )
+            if any(n in values for n in option_names):
+                raise SlotlabError("give a method's options either as fields or as options=, not both")
+            options = given_options
+        else:
+            types = {f.name: str(f.type) for f in fields(method.options_type)}
+            options = method.options_type(
+                **{n: _coerce(n, types[n], values[n]) for n in option_names if n in values}
+            )
+        object.__setattr__(self, "options", options)
+        self._validate(method)
 
-    def _validate(self) -> None:
-        from slotlab.data import dataset_names
-        from slotlab.methods import METHODS
-        from slotlab.models import model_names
-
-        for name, valid in (
-            ("method", list(METHODS)),
-            ("model", model_names()),
-            ("dataset", dataset_names()),
-        ):
+    def _validate(self, method: Method) -> None:
+        for name, valid in (("model", model_names()), ("dataset", dataset_names())):
             if getattr(self, name) not in valid:
                 raise SlotlabError(
                     f"unknown {name} {getattr(self, name)!r}; valid {name}s: {', '.join(valid)}"
@@ -158,8 +141,10 @@ class RunConfig:
         for name, valid in CHOICES.items():
             if getattr(self, name) not in valid:
                 raise SlotlabError(f"{name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}")
-        if self.k < 1:
-            raise SlotlabError(f"k (values per connection) must be a whole number >= 1, got {self.k}")
+        for spec in method.options_type.specs():
+            value = getattr(self.options, spec.name)
+            if spec.choices and value not in spec.choices:
+                raise SlotlabError(f"{spec.name} must be one of {', '.join(spec.choices)}, got {value!r}")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise SlotlabError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -177,17 +162,39 @@ class RunConfig:
             raise SlotlabError(f"lr must be a positive finite number, got {self.lr}")
         if list(self.milestones) != sorted(set(self.milestones)) or any(m < 1 for m in self.milestones):
             raise SlotlabError(f"milestones must be increasing epochs >= 1, got {list(self.milestones)}")
-        METHODS[self.method].validate(self)
+        if self.milestones and self.schedule not in ("step", "restarts"):
+            raise SlotlabError(
+                f"milestones apply to the step and restarts schedules, not {self.schedule}; give --schedule step "
+                f"or restarts, or leave them out"
+            )
+        if not (0 < self.gamma and math.isfinite(self.gamma)):
+            raise SlotlabError(
+                f"gamma must be a positive finite number (the step schedule's factor), got {self.gamma}"
+            )
+        if self.gamma != RunConfig.gamma and self.schedule != "step":
+            raise SlotlabError(
+                f"gamma applies to the step schedule, not {self.schedule}; give --schedule step"
+            )
+        self.options.check()
+        method.check(self)
 
     # --- identity -------------------------------------------------------------------------------------------
+    @property
+    def method_rule(self) -> Method:
+        """The method object (``slotlab.methods``) that builds and trains this run."""
+        return METHODS[self.method]
+
     def changed_fields(self) -> dict[str, Any]:
-        """The fields that differ from their defaults, JSON-ready."""
+        """The fields (common and options, flattened) that differ from their defaults, JSON-ready."""
         out = {}
         for f in fields(self):
+            if f.name == "options":
+                continue
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
             value = getattr(self, f.name)
             if value != default:
-                out[f.name] = list(value) if isinstance(value, tuple) else value
+                out[f.name] = _jsonable(value)
+        out.update({name: _jsonable(value) for name, value in self.options.changed().items()})
         return out
 
     @property
@@ -201,27 +208,78 @@ class RunConfig:
         return f"{self.method}-{self.model}-{self.dataset}-{self.hash}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+        """Every field, flat (common fields and the method's options)."""
+        common = [f.name for f in fields(self) if f.name != "options"]
+        options = {f.name: _jsonable(getattr(self.options, f.name)) for f in fields(self.options)}
+        head = {name: getattr(self, name) for name in common[:3]}  # method, model, dataset, then the options
+        return {**head, **options, **{name: _jsonable(getattr(self, name)) for name in common[3:]}}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise SlotlabError(f"unknown config fields {unknown}; valid fields: {', '.join(sorted(known))}")
-        return cls(**data)
+    def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
+        """A config from ``to_dict``'s form. Options of other methods at their defaults are dropped: a run folder
+        written before configs had parts records every field of every method."""
+        if not isinstance(data, Mapping):
+            raise SlotlabError(f"a config is a mapping of field names to values, got {type(data).__name__}")
+        method = get_method(str(data.get("method", "slots")))
+        own = set(method.options_type.names())
+        specs = option_specs()
+        kept = {
+            name: value
+            for name, value in data.items()
+            if name in own or name not in specs or _jsonable(value) != _jsonable(specs[name].default)
+        }
+        return cls(**kept)
 
     def replace(self, **changes: Any) -> RunConfig:
-        return dataclasses.replace(self, **changes)
+        """This config with ``changes``; changing the method keeps only the options the new method has."""
+        given = self.changed_fields()
+        if "method" in changes and changes["method"] != self.method:
+            new_options = set(get_method(str(changes["method"])).options_type.names())
+            given = {n: v for n, v in given.items() if n not in option_specs() or n in new_options}
+            # the old method's defaults were filled in, not chosen
+            given = {n: v for n, v in given.items() if self.method_rule.defaults.get(n) != v}
+        return RunConfig(**{**given, **changes})
+
+    def train_settings(self) -> TrainSettings:
+        """What the training loop reads of this config."""
+        return TrainSettings(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            augment=self.augment,
+            protocol=self.protocol,
+            data_seed=self.data_seed,
+            sample_seed=self.sample_seed,
+            label=self.method,
+            name=self.name,
+        )
+
+
+def _options_phrase(method: Method) -> str:
+    names = method.options_type.names()
+    return f"its options are: {', '.join(names)}" if names else "it has no options of its own"
+
+
+def scaled_config(scale: str | Scale | None, method: str = "slots", **choices: Any) -> RunConfig:
+    """A full config for ``method`` with ``choices`` (model, dataset, k, seeds...) at ``scale``'s size.
+
+    What the caller leaves out comes from the method's recipe at that scale (``Method.recipe``), then from the
+    method's own defaults; the dataset is swapped where the scale does so (smoke: synthetic). Fields the caller
+    names always win.
+    """
+    scale = get_scale(scale)
+    rule = get_method(method)
+    chosen = {"model": "lenet300", "dataset": "mnist", **choices, "method": method}
+    chosen["dataset"] = scale.dataset(chosen["dataset"])
+    sizes: dict[str, Any] = {"train_size": scale.train_size, "val_size": scale.val_size}
+    return RunConfig(**{**sizes, **rule.recipe(scale, chosen), **chosen})
 
 
 def _jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def _coerce(name: str, annotation: Any, value: Any) -> Any:
+def _coerce(name: str, kind: str, value: Any) -> Any:
     """Check and normalise one field, so that 0.1 and "0.1" or 8 and 8.0 give the same config and hash."""
-    kind = str(annotation)
     try:
         if kind == "int":
             if isinstance(value, bool):

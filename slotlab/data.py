@@ -22,8 +22,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from slotlab import dataset_files
 from slotlab.distributed import shard
 from slotlab.errors import SlotlabError
+from slotlab.imagenet import FolderBatches, make_folder_splits
 from slotlab.init import stream_seed
 
 
@@ -147,19 +149,26 @@ def _load_torchvision(info: DatasetInfo, root: Path, train: bool, download: bool
     cls = getattr(datasets, info.torchvision_class)
     try:
         ds = cls(str(root), train=train, download=download)
-    except (
-        Exception
-    ) as error:  # torchvision raises RuntimeError offline, URLError/OSError when a download fails
-        raise SlotlabError(
-            f"{info.torchvision_class} not found under {root} ({type(error).__name__}); set SLOTLAB_DATA to a folder "
-            f"that holds it (e.g. the output of shared/data/prepare.sh) or run once online to download it"
-        ) from None
+    except Exception as error:  # offline: RuntimeError, URLError/OSError; a bad file: any error
+        raise SlotlabError(_load_failure(info, root, error)) from None
     images = torch.as_tensor(ds.data)
     if images.ndim == 3:  # MNIST-like (N, H, W)
         images = images.unsqueeze(1)
     else:  # CIFAR (N, H, W, C)
         images = images.permute(0, 3, 1, 2)
     return Split(images.contiguous(), torch.as_tensor(ds.targets, dtype=torch.long))
+
+
+def _load_failure(info: DatasetInfo, root: Path, error: Exception) -> str:
+    """One line on why torchvision could not load ``info`` from ``root``: the missing or damaged files, by name."""
+    if info.name in dataset_files.FILES:
+        message = dataset_files.problem_message(dataset_files.check(root, [info.name]), root, info.name)
+        if message:
+            return message
+    return (
+        f"cannot load {info.torchvision_class} from {root} ({dataset_files.one_line(error)}); its files look "
+        f"intact: run {dataset_files.cli_command('check', root)} to see them"
+    )
 
 
 def load_split(name: str, train: bool, root: Path | None = None, download: bool = True) -> Split:
@@ -183,9 +192,10 @@ def make_splits(
     """Train/validation split of the official training set (seeded), and the official test set."""
     info = dataset_info(name)
     if info.folder is not None:
-        from slotlab.imagenet import make_folder_splits
-
-        return make_folder_splits(info, Path(root) if root else data_root(), val_size, split_seed, train_size)
+        train, val, test = make_folder_splits(
+            info, Path(root) if root else data_root(), val_size, split_seed, train_size
+        )
+        return Splits(info, train, val, test)
     full = load_split(name, True, root, download)
     test = load_split(name, False, root, download)
     n_val = info.val_size if val_size < 0 else val_size
@@ -222,8 +232,6 @@ def make_batches(
     """The batches of ``split``: in memory (``Batches``) or streamed from an image folder (``FolderBatches``)."""
     if isinstance(split, Split):
         return Batches(split, info, batch_size, device, augment, rank, world_size)
-    from slotlab.imagenet import FolderBatches
-
     return FolderBatches(split, info, batch_size, device, rank, world_size)
 
 

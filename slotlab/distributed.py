@@ -29,6 +29,7 @@ import torch.distributed as dist
 from torch import nn
 
 from slotlab.errors import SlotlabError
+from slotlab.layers.slot import use_autograd_grads
 
 
 @dataclass(frozen=True)
@@ -136,16 +137,15 @@ def rank_batch_size(batch_size: int, ctx: Context) -> int:
 def prepare_model(model: nn.Module, device: torch.device, ctx: Context) -> nn.Module:
     """The module the training step calls: ``model`` itself, or ``model`` wrapped in DistributedDataParallel.
 
-    Layers that write their score gradient in place (``grad_in_place``) are switched to plain autograd, which is
-    what DDP's gradient hooks see. Buffers are not broadcast (``broadcast_buffers=False``): every rank computes
-    the same random values and in-place edits itself, and broadcasting would both cost K-sized traffic every step
-    and hide an edit that differs between ranks.
+    Slot layers are switched to ``AutogradGrad`` (``use_autograd_grads``): their default strategy writes the
+    score gradient in place, past autograd, where DDP's gradient hooks would not see it (``SlotSGD``, built
+    before or after, leaves that strategy alone). Buffers are not broadcast (``broadcast_buffers=False``):
+    every rank computes the same random values and in-place edits itself, and broadcasting would both cost
+    K-sized traffic every step and hide an edit that differs between ranks.
     """
     if not ctx.is_distributed:
         return model
-    for module in model.modules():
-        if hasattr(module, "grad_in_place"):
-            module.grad_in_place = False
+    use_autograd_grads(model)
     device_ids = [device.index] if device.type == "cuda" else None
     ddp = nn.parallel.DistributedDataParallel
     # torch >= 2.15 names the option forward_sync_buffers (and warns on the old name)

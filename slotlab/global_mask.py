@@ -1,9 +1,9 @@
 """Global-scope masks: one threshold on |scores| across all masked layers, and the annealed density for it.
 
 Layer scope keeps the top d fraction of every layer; global scope keeps the top d fraction of all masked weights
-together (Biprop's ``GlobalSubnetConv``, REFERENCE §3.1), so layers end with different densities. Exactly
-floor(d * N + 1/2) weights are kept in all; ties at the threshold go to the earlier layer (module order), then to
-the lower flat index, as in ``top_mask``.
+together (``GlobalSubnetConv`` in the released Biprop code, chrundle/biprop ``utils/conv_type.py``), so layers
+end with different densities. Exactly floor(d * N + 1/2) weights are kept in all; ties at the threshold go to the
+earlier layer (module order), then to the lower flat index, as in ``top_mask``.
 
 Annealing (released biprop ``main.py``): for a target density d <= 1/2, the training density of epoch e (from 0)
 falls from 1/2 to d over the first E epochs on a cubic,
@@ -16,12 +16,13 @@ score (and so the choice of the best epoch) is a score of the network at the den
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from slotlab.callback import Callback
 from slotlab.layers.edge_popup import MaskedLayer, kept_count, top_mask
-from slotlab.train import Trainer
 
 
 def annealed_density(target: float, epoch: int, anneal_epochs: int) -> float:
@@ -98,13 +99,13 @@ class DensityAnnealing(Callback):
     def __init__(self, anneal_epochs: int) -> None:
         self.anneal_epochs = anneal_epochs
 
-    def _set(self, trainer: Trainer) -> None:
+    def _set(self, trainer: Any) -> None:
         scope = global_scope_of(trainer.model)
         if scope is not None:
             scope.train_density = annealed_density(scope.density, trainer.epoch, self.anneal_epochs)
 
-    def on_train_start(self, trainer: Trainer) -> None:
+    def on_train_start(self, trainer: Any) -> None:
         self._set(trainer)
 
-    def on_epoch_end(self, trainer: Trainer) -> None:
+    def on_epoch_end(self, trainer: Any) -> None:
         self._set(trainer)  # trainer.epoch now counts the finished epoch: the next one's density

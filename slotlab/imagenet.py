@@ -61,10 +61,11 @@ def _scan(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
     return classes, make_dataset(str(folder), class_to_index, extensions=IMG_EXTENSIONS)
 
 
-def make_folder_splits(info, root: Path, val_size: int, split_seed: int, train_size: int):
-    """Splits of the folder dataset ``info``: train minus a seeded validation hold-out, and ``val/`` as test."""
-    from slotlab.data import Splits
-
+def make_folder_splits(
+    info, root: Path, val_size: int, split_seed: int, train_size: int
+) -> tuple[FolderSplit, FolderSplit, FolderSplit]:
+    """(train, val, test) of the folder dataset ``info``: ``train/`` minus a seeded validation hold-out, and
+    ``val/`` as test. ``slotlab.data.make_splits`` wraps them in its ``Splits``."""
     base = Path(root) / info.folder
     for part in ("train", "val"):
         if not (base / part).is_dir():
@@ -96,7 +97,7 @@ def make_folder_splits(info, root: Path, val_size: int, split_seed: int, train_s
     if train_size:
         train_idx = train_idx[:train_size]
     pick = lambda idx: FolderSplit([train[i] for i in idx], classes)  # noqa: E731
-    return Splits(info, pick(train_idx), pick(val_idx), FolderSplit(test, classes))
+    return pick(train_idx), pick(val_idx), FolderSplit(test, classes)
 
 
 def train_transform(size: int):

@@ -9,14 +9,14 @@ row's *initial* values, sorted and put in the rank order of the current row:
     sync(w)[i, j] = sorted(w0[i])[rank of w[i, j] within w[i]]
 
 so every row is a permutation of its initial row whose order follows the inner weights. The inner optimizer's
-state (Adam's moments) is kept across syncs, as in the reference code.
+state (Adam's moments) is kept across syncs, as in the authors' code (``train_by_reconnect/LaPerm.py``).
 
 Ties: ranks are those of a stable ascending sort, so equal values are ranked by their position in the row (the
 lower index gets the lower rank); NaN ranks above every number (``torch.sort``). The result is a deterministic
 function of the tensors alone, identical on every rank of a distributed run.
 
 What is permuted: weight tensors (two or more dimensions). Biases and normalisation parameters (BatchNorm,
-GroupNorm, LayerNorm) are skipped by default and trained freely by the inner optimizer, as in the reference;
+GroupNorm, LayerNorm) are skipped by default and trained freely by the inner optimizer, as in the authors' code;
 ``permute_bias`` / ``permute_norm`` constrain them too (each 1-D tensor as one row).
 
 Two ways to use it:
@@ -24,11 +24,14 @@ Two ways to use it:
 * ``LaPerm(model, optimizer, sync_period=k)``: a drop-in wrapper around any PyTorch optimizer, for any model;
 * ``LaPermSync``: the trainer callback behind ``--method laperm``, which also syncs before every evaluation, so
   every reported number and every checkpoint belongs to a network whose rows are permutations of the initial ones
-  (the reference evaluated unsynced weights between syncs; see REFERENCE §5.7).
+  (the authors' notebooks, ihsuy/Train-by-Reconnect, validate every 250 batches but sync every 1000 for Conv2,
+  Conv4 and Conv13, so three of four evaluated, and possibly best-kept, networks are unsynced inner weights).
 
-Initial variants (REFERENCE §5.1, applied by ``--method laperm`` before training): random sparse initialisation
-(``sparsify``: a random fraction of each weight tensor set to zero; the zeros are then moved around like any value)
-and weight-agnostic networks (``agnosticize``: every weight one shared value, then the same random zeros).
+Initial variants (Qiu & Suda 2020, §5.4 and §5.5; ``random_prune`` and ``agnosticize`` in the released
+``train_by_reconnect/weight_utils.py``), applied by ``--method laperm`` before training: random sparse
+initialisation (``sparsify``: a random fraction of each weight tensor set to zero; the zeros are then moved
+around like any value) and weight-agnostic networks (``agnosticize``: every weight one shared value, then the
+same random zeros).
 """
 
 from __future__ import annotations
@@ -326,7 +329,7 @@ class LaPermSync(Callback):
         self._loaded = dict(state) if state else None
 
 
-# --- initial variants (REFERENCE §5.1) ----------------------------------------------------------------------
+# --- initial variants (Qiu & Suda 2020, §5.4-5.5) -----------------------------------------------------------
 def parse_densities(text: str) -> list[float]:
     """``"0.08"`` or per layer ``"1/15,1/7,1/3"`` -> densities in (0, 1]; ``""`` -> [] (dense)."""
     out = []

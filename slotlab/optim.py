@@ -11,9 +11,35 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import torch
+
+from slotlab.layers.slot import SlotLayer
+from slotlab.slot_sgd import SlotSGD, fused_kernels, fused_update_available
+
+
+class OptimConfig(Protocol):
+    """The fields ``make_optimizer`` and ``make_scheduler`` read (``slotlab.config.RunConfig`` has them);
+    read-only, so that frozen dataclasses qualify."""
+
+    @property
+    def optimizer(self) -> str: ...  # "sgd" or "adam"
+    @property
+    def lr(self) -> float: ...
+    @property
+    def momentum(self) -> float: ...
+    @property
+    def weight_decay(self) -> float: ...
+    @property
+    def schedule(self) -> str: ...  # constant, cosine, step, restarts
+    @property
+    def epochs(self) -> int: ...
+    @property
+    def milestones(self) -> tuple[int, ...]: ...
+    @property
+    def gamma(self) -> float: ...
 
 
 def lr_factor(
@@ -37,14 +63,8 @@ def lr_factor(
     raise ValueError(f"unknown schedule {schedule!r}")
 
 
-def fused_kernels(parameters: Iterable[torch.Tensor]) -> bool | None:
-    """``fused=`` for torch's SGD/Adam: the fused kernels update parameter, gradient and state in one pass (they
-    matter for K-sized slot tensors) and exist for float32 on the CPU and CUDA; None lets torch choose."""
-    return all(p.device.type in ("cpu", "cuda") and p.dtype == torch.float32 for p in parameters) or None
-
-
 def make_optimizer(
-    config, parameters: list[torch.nn.Parameter], model: torch.nn.Module | None = None
+    config: OptimConfig, parameters: list[torch.nn.Parameter], model: torch.nn.Module | None = None
 ) -> torch.optim.Optimizer:
     """SGD (with momentum) or Adam over ``parameters``; weight decay applies to exactly these parameters.
 
@@ -53,9 +73,6 @@ def make_optimizer(
     """
     fused = fused_kernels(parameters)
     if config.optimizer == "sgd" and model is not None and config.momentum > 0:
-        from slotlab.layers.slot import SlotLayer
-        from slotlab.slot_sgd import SlotSGD, fused_update_available
-
         held = {id(p) for p in parameters}
         layers = [m for m in model.modules() if isinstance(m, SlotLayer) and id(m.scores) in held]
         if layers and all(fused_update_available(layer.scores.device) for layer in layers):
@@ -69,7 +86,9 @@ def make_optimizer(
     return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
 
 
-def make_scheduler(config, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+def make_scheduler(
+    config: OptimConfig, optimizer: torch.optim.Optimizer
+) -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_factor(config.schedule, config.epochs, config.milestones, config.gamma)
     )

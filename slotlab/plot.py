@@ -7,9 +7,9 @@ leaks); ``save_figure(fig, "figures/flips")`` writes ``flips.pdf``, ``flips.svg`
 The style (``slotlab/styles/paper.mplstyle`` on top of seaborn's paper context, scaled up for projectors) embeds
 fonts as TrueType in PDFs and keeps SVG text editable:
 
-    from slotlab.analysis import flip_rates
-    from slotlab.plot import plot_flip_rates, save_figure
-    save_figure(plot_flip_rates(flip_rates(run)), "figures/flips")
+    >>> from slotlab.analysis import flip_rates
+    >>> from slotlab.plot import plot_flip_rates, save_figure
+    >>> save_figure(plot_flip_rates(flip_rates(run)), "figures/flips")  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -35,12 +35,13 @@ from slotlab import __version__, distributed
 from slotlab.callback import Callback
 from slotlab.checkpoint import atomic_save, atomic_write_json, atomic_write_text, safe_load
 from slotlab.config import RunConfig
-from slotlab.data import dataset_info, make_splits
+from slotlab.data import Splits, dataset_info, make_splits
 from slotlab.device import pick_device
 from slotlab.errors import SlotlabError
 from slotlab.locks import RunLock, RunLocked
-from slotlab.methods import build
-from slotlab.train import Trainer
+from slotlab.methods import SourceNetwork
+from slotlab.optim import make_optimizer, make_scheduler
+from slotlab.train import Trainer, trainable_parameters
 
 
 def runs_root(root: str | Path | None = None) -> Path:
@@ -67,7 +68,7 @@ class RunResult:
             raise SlotlabError(f"checkpoint must be best, last or init, got {which!r}")
         state = _load_checked(self.path / f"{which}.pt", self.config, device)
         info = dataset_info(self.config.dataset)
-        model = build(self.config, info.input_shape, info.num_classes)
+        model = self.config.method_rule.architecture(self.config, info.input_shape, info.num_classes)
         model.load_state_dict(state["model"])
         return model.to(device).eval()
 
@@ -99,17 +100,36 @@ def _load_checked(path: Path, config: RunConfig, device: str | torch.device = "c
     return state
 
 
-def open_run(path_or_hash: str | Path, root: str | Path | None = None) -> RunResult:
-    """A stored run, by folder path or by hash (searched in the runs root)."""
+MIN_HASH_PREFIX = 4
+
+
+def find_run(path_or_hash: str | Path, root: str | Path | None = None) -> Path:
+    """The folder of a run given as its folder or as (a prefix of at least 4 digits of) its hash."""
     path = Path(path_or_hash)
-    if not path.exists():
-        matches = sorted(runs_root(root).glob(f"*-{path_or_hash}*")) if str(path_or_hash) else []
-        if len(matches) != 1:
-            raise SlotlabError(
-                f"no run folder {path_or_hash!r} (and {len(matches)} runs under {runs_root(root)} match it "
-                f"as a hash); pass a folder made by `python -m slotlab train`"
-            )
-        path = matches[0]
+    if path.exists():
+        return path
+    text = str(path_or_hash).strip()
+    folders = sorted(runs_root(root).glob("*/config.json")) if runs_root(root).is_dir() else []
+    if len(text) < MIN_HASH_PREFIX or any(c not in "0123456789abcdef" for c in text):
+        raise SlotlabError(
+            f"no run folder {text!r}; pass a run folder or at least {MIN_HASH_PREFIX} digits of a run's hash "
+            f"(runs root {runs_root(root)})"
+        )
+    matches = [f.parent for f in folders if f.parent.name.rpartition("-")[2].startswith(text)]
+    if not matches:
+        raise SlotlabError(
+            f"no run under {runs_root(root)} has a hash starting with {text!r}; pass a folder made by "
+            f"`python -m slotlab train`, or --runs for another runs root"
+        )
+    if len(matches) > 1:
+        names = ", ".join(m.name for m in matches[:5]) + (", ..." if len(matches) > 5 else "")
+        raise SlotlabError(f"{text!r} matches {len(matches)} runs ({names}); give more digits of the hash")
+    return matches[0]
+
+
+def open_run(path_or_hash: str | Path, root: str | Path | None = None) -> RunResult:
+    """A finished run, by folder path or by hash (searched in the runs root)."""
+    path = find_run(path_or_hash, root)
     if not (path / "config.json").is_file():
         raise SlotlabError(
             f"{path} is not a slotlab run folder (no config.json); pass a folder made by "
@@ -144,6 +164,52 @@ class Checkpointer(Callback):
         atomic_write_text(trainer.history.to_csv(index=False), self.path / "history.csv")
 
 
+def make_trainer(
+    config: RunConfig,
+    model: nn.Module,
+    splits: Splits,
+    device: torch.device,
+    callbacks: Sequence[Callback] = (),
+    progress: bool | None = None,
+) -> Trainer:
+    """The trainer of ``config``: its method's callbacks (recycling, syncs) before ``callbacks``, and the
+    optimiser and schedule over what the method trains (none for a method that learns nothing)."""
+    model = model.to(device)
+    parameters = trainable_parameters(model)
+    optimizer = make_optimizer(config, parameters, model) if parameters else None
+    scheduler = make_scheduler(config, optimizer) if optimizer is not None else None
+    return Trainer(
+        config.train_settings(),
+        model,
+        splits,
+        device,
+        optimizer,
+        scheduler,
+        [*config.method_rule.callbacks(config), *callbacks],
+        progress,
+    )
+
+
+def initial_network(
+    config: RunConfig, input_shape: tuple[int, int, int], num_classes: int, root: str | Path | None = None
+) -> nn.Module:
+    """The network ``config`` starts from; a method that starts from another run (finetune) finds that run's
+    found network under the same runs root."""
+    method = config.method_rule
+    source_hash = method.source_of(config)
+    if not source_hash:
+        return method.initial_network(config, input_shape, num_classes)
+    run = open_run(source_hash, root)
+    if run.config.method != method.source_method:
+        raise SlotlabError(
+            f"{method.name} starts from a {method.source_method} run; {run.path.name} is a {run.config.method} run"
+        )
+    source = SourceNetwork(
+        run.path.name, run.config.method, run.config.model, run.config.dataset, run.model("best")
+    )
+    return method.initial_network(config, input_shape, num_classes, source)
+
+
 def load_or_run(
     config: RunConfig,
     root: str | Path | None = None,
@@ -172,17 +238,32 @@ def load_or_run(
     if refusal is not None:
         raise RunLocked(refusal)
     try:
-        return _train_run(config, path, ctx, device, callbacks, progress, data_root)
+        return _train_run(config, path, root, ctx, device, callbacks, progress, data_root)
     finally:
         if ctx.is_primary:
             lock.release()
 
 
-def _train_run(config, path, ctx, device, callbacks, progress, data_root) -> RunResult:
+def _train_run(
+    config: RunConfig,
+    path: Path,
+    root: str | Path | None,
+    ctx: distributed.Context,
+    device: torch.device,
+    callbacks: Sequence[Callback],
+    progress: bool | None,
+    data_root: str | Path | None,
+) -> RunResult:
     if (path / "result.json").is_file():  # finished by another process while we waited for the lock
         return open_run(path)
     splits = make_splits(config.dataset, config.val_size, config.split_seed, config.train_size, data_root)
-    model = build(config, splits.info.input_shape, splits.info.num_classes)
+    shape, classes = splits.info.input_shape, splits.info.num_classes
+    if config.method_rule.source_of(config) and (path / "init.pt").is_file():
+        # a run that starts from another run's network keeps it in its own init.pt: the source may have moved
+        model = config.method_rule.architecture(config, shape, classes)
+        model.load_state_dict(_load_checked(path / "init.pt", config)["model"])
+    else:
+        model = initial_network(config, shape, classes, root)
     if (path / "config.json").is_file():
         saved = json.loads((path / "config.json").read_text())
         if saved.get("hash") != config.hash:
@@ -197,7 +278,7 @@ def _train_run(config, path, ctx, device, callbacks, progress, data_root) -> Run
     if ctx.is_primary and not (path / "init.pt").is_file():
         atomic_save({"config_hash": config.hash, "model": model.state_dict()}, path / "init.pt")
     writers = [Checkpointer(path, config)] if ctx.is_primary else []
-    trainer = Trainer(config, model, splits, device, [*callbacks, *writers], progress)
+    trainer = make_trainer(config, model, splits, device, [*callbacks, *writers], progress)
     resume = distributed.broadcast_object((path / "last.pt").is_file(), ctx)
     if resume:
         if not (path / "last.pt").is_file():

@@ -16,21 +16,33 @@ hands it over instead of the K-sized gradient) and applies the two lines above i
 
 From zero, the first step gives mu * 0 + g = g exactly, as SGD's first step (which copies the gradient). The
 momentum buffer lives in the optimiser state under SGD's own key, so checkpoints are interchangeable with plain
-SGD. Parameters that are not slot scores, and slot scores that received an ordinary gradient (a DDP run turns the
-hand-over off), take plain SGD's step. Where the compiler is not available, ``make_optimizer`` keeps plain SGD.
+SGD. Parameters that are not slot scores, and slot scores that received an ordinary gradient (a DDP run gives its
+layers ``AutogradGrad``, before or after SlotSGD is built, and SlotSGD leaves it), take plain SGD's step.
+Where the compiler is not available, ``make_optimizer`` keeps plain SGD.
+
+Ownership of the gradient path: ``SlotSGD`` installs a ``HandOverGrad`` on each of its layers and puts the
+strategy it replaced back in ``close()`` (also on leaving a ``with`` block, and when the optimiser is garbage
+collected), so that any other optimiser on the same model afterwards sees ordinary gradients again. A layer
+already in the charge of another, still open SlotSGD is refused with a ``ValueError``: close that one first.
 """
 
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Iterable
 
 import torch
 from torch import nn
 
 from slotlab.compiled import checked_compile
-from slotlab.layers.slot import SlotLayer
-from slotlab.optim import fused_kernels
+from slotlab.layers.slot import AutogradGrad, HandOverGrad, SlotLayer
+
+
+def fused_kernels(parameters: Iterable[torch.Tensor]) -> bool | None:
+    """``fused=`` for torch's SGD/Adam: the fused kernels update parameter, gradient and state in one pass (they
+    matter for K-sized slot tensors) and exist for float32 on the CPU and CUDA; None lets torch choose."""
+    return all(p.device.type in ("cpu", "cuda") and p.dtype == torch.float32 for p in parameters) or None
 
 
 def _update(
@@ -65,12 +77,26 @@ def fused_update_available(device: torch.device | str) -> bool:
     return torch.device(device).type == "cpu" and _compiled_update() is not None
 
 
+def _give_back(held: dict[int, tuple[SlotLayer, HandOverGrad]]) -> None:
+    """Put back the strategy each ``HandOverGrad`` replaced, where it is still installed (a layer switched since,
+    say to ``AutogradGrad`` for DDP, keeps its new strategy), and forget the layers."""
+    for layer, path in held.values():
+        if layer.grad_path is path:
+            layer.set_grad_path(path.previous)
+        path.clear()
+    held.clear()
+
+
 class SlotSGD(torch.optim.SGD):
     """``torch.optim.SGD`` whose slot-layer scores are updated from dL/dW_eff without the K-sized gradient.
 
     ``layers`` are the model's slot layers; their scores must be among ``params``. While this optimiser is in
-    charge, a slot layer's backward leaves ``scores.grad`` unset and accumulates dL/dW_eff in
-    ``layer.pending_grad`` instead; ``layer.score_grad()`` materialises the K-sized gradient for inspection.
+    charge, a slot layer's strategy is a ``HandOverGrad``: its backward leaves ``scores.grad`` unset and sums
+    dL/dW_eff (*weight_shape) in the strategy instead; ``layer.score_grad()`` materialises the K-sized gradient for
+    inspection. Layers on ``AutogradGrad`` (DDP) keep it and take SGD's step on their ordinary gradient.
+
+    ``close()`` (or ``with SlotSGD(...) as opt:``, or dropping the optimiser) gives the layers their previous
+    strategy back; a closed SlotSGD steps like plain SGD. A layer held by another open SlotSGD: ``ValueError``.
     """
 
     def __init__(
@@ -90,12 +116,35 @@ class SlotSGD(torch.optim.SGD):
         self.update = _compiled_update()
         if self.update is None:
             raise RuntimeError("SlotSGD needs torch.compile; check fused_update_available() first")
-        held = {id(p) for group in self.param_groups for p in group["params"]}
-        self.layers: dict[int, SlotLayer] = {}
-        for layer in layers:
-            if id(layer.scores) in held:
-                self.layers[id(layer.scores)] = layer
-                layer.hand_over_grad = True
+        owned = {id(p) for group in self.param_groups for p in group["params"]}
+        chosen = list({id(layer.scores): layer for layer in layers if id(layer.scores) in owned}.values())
+        taken = [layer for layer in chosen if isinstance(layer.grad_path, HandOverGrad)]
+        if taken:
+            raise ValueError(
+                f"{len(taken)} slot layer(s) already hand their gradient over to another SlotSGD; close() that "
+                "optimiser (or build it in a with block) before handing its layers to a new one"
+            )
+        # scores id -> (layer, the HandOverGrad installed on it)
+        self._held: dict[int, tuple[SlotLayer, HandOverGrad]] = {}
+        for layer in chosen:
+            if isinstance(layer.grad_path, AutogradGrad):
+                continue  # asked for on purpose (DDP, torch.autograd.grad): SGD's step on the ordinary gradient
+            path = HandOverGrad(layer.grad_path)
+            layer.set_grad_path(path)
+            self._held[id(layer.scores)] = (layer, path)
+        # the finaliser holds the layers, not the optimiser: a dropped SlotSGD gives them back too
+        self._finalizer = weakref.finalize(self, _give_back, self._held)
+        self._finalizer.atexit = False
+
+    def close(self) -> None:
+        """Give every layer the strategy this optimiser replaced (idempotent)."""
+        self._finalizer()
+
+    def __enter__(self) -> SlotSGD:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @torch.no_grad()
     def step(self, closure=None):  # type: ignore[override]
@@ -104,9 +153,10 @@ class SlotSGD(torch.optim.SGD):
             # a tensor, so that a new learning rate every step does not recompile the kernel
             hyper = torch.tensor([float(group[key]) for key in ("lr", "momentum", "weight_decay")])
             for scores in group["params"]:
-                layer = self.layers.get(id(scores))
-                if layer is None or layer.pending_grad is None:
+                entry = self._held.get(id(scores))
+                if entry is None or entry[1].pending is None:
                     continue
+                layer, path = entry
                 state = self.state[scores]
                 if state.get("momentum_buffer") is None:
                     state["momentum_buffer"] = torch.zeros_like(scores)
@@ -115,13 +165,13 @@ class SlotSGD(torch.optim.SGD):
                     scores.detach().view(k, -1),
                     layer.values.view(k, -1),
                     state["momentum_buffer"].view(k, -1),
-                    layer.pending_grad.reshape(-1),
+                    path.pending.reshape(-1),
                     hyper,
                 )
-                layer.pending_grad = None
+                path.clear()
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         super().zero_grad(set_to_none=set_to_none)
-        for layer in self.layers.values():
-            layer.pending_grad = None
+        for _, path in self._held.values():
+            path.clear()

@@ -30,18 +30,22 @@ from typing import Any
 
 import pandas as pd
 
-from slotlab.config import RunConfig
+from slotlab.config import SEED_FIELDS, RunConfig
 from slotlab.errors import SlotlabError
-from slotlab.runs import run_dir, runs_root
+from slotlab.locks import RunLocked
+from slotlab.methods import get_method, option_specs
+from slotlab.runs import load_or_run, run_dir, runs_root
+from slotlab.train import progress_enabled
 
-SEED_FIELDS = ("weight_seed", "score_seed", "data_seed", "sample_seed", "split_seed")
 METRIC_COLUMNS = ["val_accuracy", "test_accuracy", "test_loss", "best_epoch", "epochs", "train_seconds"]
 MAX_CPU_WORKERS = 4
 
 
 # --- points ------------------------------------------------------------------------------------------------
 def _field_types() -> dict[str, str]:
-    return {f.name: str(f.type) for f in fields(RunConfig)}
+    """Every field a point may set: the common ones and every method's options."""
+    common = {f.name: str(f.type) for f in fields(RunConfig) if f.name != "options"}
+    return {**common, **{name: spec.type for name, spec in option_specs().items()}}
 
 
 def parse_assignments(items: Sequence[str]) -> dict[str, list[str]]:
@@ -90,12 +94,15 @@ def point_config(base: RunConfig | Mapping[str, Any], overrides: Mapping[str, An
     """``base`` with ``overrides`` applied; ``seed`` fills the five seeds that are not given explicitly.
 
     Fields neither given in ``base`` (a dict, or a RunConfig's non-default fields) nor in ``overrides`` take the
-    point's method's own defaults first (``slotlab.methods.method_config``: laperm trains with Adam), as on the
-    command line.
+    point's method's own defaults first (laperm trains with Adam), as on the command line. A point that changes
+    the method keeps only the base's options that its method has (``--k 4 --grid method=slots,laperm``: K for
+    slots, nothing for laperm); options the point itself gives are always checked.
     """
-    from slotlab.methods import method_config
-
     given = base.changed_fields() if isinstance(base, RunConfig) else dict(base)
+    base_method = given.get("method", "slots")
+    if overrides.get("method", base_method) != base_method:
+        own = set(get_method(str(overrides["method"])).options_type.names())
+        given = {n: v for n, v in given.items() if n not in option_specs() or n in own}
     values = {k: v for k, v in overrides.items() if k != "seed"}
     if "seed" in overrides:
         for name in SEED_FIELDS:
@@ -104,7 +111,7 @@ def point_config(base: RunConfig | Mapping[str, Any], overrides: Mapping[str, An
     unknown = sorted(set(merged) - set(_field_types()))
     if unknown:
         raise SlotlabError(f"unknown config fields {unknown}; valid fields: {', '.join(_field_types())}")
-    return method_config(**merged)
+    return RunConfig(**merged)
 
 
 # --- workers -----------------------------------------------------------------------------------------------
@@ -120,9 +127,6 @@ def _init_worker(devices, threads: int) -> None:
 
 def _run_point(config_dict: dict, root: str, device: str | None, data_root: str | None) -> dict[str, Any]:
     """Train (or read back) one point; never raises: the outcome carries the error."""
-    from slotlab.locks import RunLocked
-    from slotlab.runs import load_or_run
-
     start = time.perf_counter()
     device = _WORKER.get("device") or device
     try:
@@ -243,8 +247,6 @@ def sweep(
     process). With ``wait_for_locks``, points locked by another live process are retried every ``poll_seconds``
     until that process finishes them (then they are read back) or dies (then this sweep takes them over).
     """
-    from slotlab.train import progress_enabled
-
     base = base if base is not None else {}
     root = runs_root(root)
     overrides = expand(grid, points)
@@ -326,7 +328,10 @@ def _run_batch(points: list[Point], root: Path, workers: int, device, data_root,
 def _varying_fields(configs: list[RunConfig]) -> list[str]:
     if not configs:
         return []
-    dicts = [c.to_dict() for c in configs]
+    dicts = [c.to_dict() for c in configs]  # configs of different methods hold different options
+    names = list(dict.fromkeys(name for d in dicts for name in d))
     return [
-        name for name in dicts[0] if any(json.dumps(d[name]) != json.dumps(dicts[0][name]) for d in dicts)
+        name
+        for name in names
+        if any(json.dumps(d.get(name)) != json.dumps(dicts[0].get(name)) for d in dicts)
     ]

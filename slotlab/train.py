@@ -32,10 +32,27 @@ from slotlab.callback import Callback
 from slotlab.data import Splits, epoch_generator, make_batches
 from slotlab.init import stream_seed
 from slotlab.layers.slot import SlotLayer
-from slotlab.methods import method_callbacks, trainable_parameters
-from slotlab.optim import make_optimizer, make_scheduler
 
 HISTORY_COLUMNS = ["epoch", "split", "loss", "accuracy", "lr", "seconds"]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """What the loop reads of a run's config (``slotlab.config.RunConfig.train_settings()`` makes one)."""
+
+    epochs: int
+    batch_size: int = 128
+    augment: bool = False
+    protocol: str = "val"  # val: select on validation, test once; best-test: the papers' max test accuracy
+    data_seed: int = 0
+    sample_seed: int = 0
+    label: str = "train"  # the progress bar's name (the method)
+    name: str = "run"  # the run's name (its folder name), for plots and messages
+
+
+def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """What the optimiser updates (and weight decay applies to): for slots the scores, for dense the weights."""
+    return [p for p in model.parameters() if p.requires_grad]
 
 
 def progress_enabled(progress: bool | None) -> bool:
@@ -56,24 +73,29 @@ class Result:
 
 
 class Trainer:
+    """The loop, given everything it runs: the model, its optimiser and schedule, the callbacks (the method's own
+    periodic work first, then the caller's). ``optimizer`` None trains nothing: the epochs only measure (a method
+    with nothing to learn, such as random-slots)."""
+
     def __init__(
         self,
-        config,
+        settings: TrainSettings,
         model: nn.Module,
         splits: Splits,
         device: torch.device,
+        optimizer: torch.optim.Optimizer | None,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
         callbacks: Sequence[Callback] = (),
         progress: bool | None = None,
     ) -> None:
-        self.config = config
+        self.settings = config = settings
         self.device = device
         self.dist = distributed.current()
         self.model = model.to(device)
         # what the training step calls: the model itself, or the model wrapped in DDP under torchrun
         self.train_model = distributed.prepare_model(self.model, device, self.dist)
         self.splits = splits
-        # the method's own periodic work (recycling, syncs) runs before the caller's (checkpoints, recorders)
-        self.callbacks = [*method_callbacks(config), *callbacks]
+        self.callbacks = list(callbacks)
         self.progress = progress_enabled(progress) and self.dist.is_primary
         rank, world = self.dist.rank, self.dist.world_size
         batch = distributed.rank_batch_size(config.batch_size, self.dist)
@@ -84,8 +106,8 @@ class Trainer:
             name: make_batches(getattr(splits, name), splits.info, 1000, device, rank=rank, world_size=world)
             for name in ("val", "test")
         }
-        self.optimizer = make_optimizer(config, trainable_parameters(self.model), self.model)
-        self.scheduler = make_scheduler(config, self.optimizer)
+        self.optimizer = optimizer
+        self.scheduler = scheduler
         self.sample_generator = torch.Generator(device)
         for layer in self.model.modules():
             if isinstance(layer, SlotLayer):
@@ -106,7 +128,7 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_train_start(self)
             bar = self._progress_bar()
-            while self.epoch < self.config.epochs and not self.stop_requested:
+            while self.epoch < self.settings.epochs and not self.stop_requested:
                 self._train_epoch(bar)
             if bar is not None:
                 bar.close()
@@ -120,30 +142,31 @@ class Trainer:
             return None
         from tqdm.auto import tqdm
 
-        total = self.config.epochs * len(self.train_batches)
+        total = self.settings.epochs * len(self.train_batches)
         return tqdm(
             total=total,
             initial=self.epoch * len(self.train_batches),
-            desc=self.config.method,
+            desc=self.settings.label,
             unit="step",
             dynamic_ncols=True,
         )
 
     def _train_epoch(self, bar) -> None:
         epoch, start = self.epoch, time.perf_counter()
-        torch.manual_seed(_epoch_seed(self.config.sample_seed, epoch))
-        self.sample_generator.manual_seed(_epoch_seed(self.config.sample_seed, epoch) ^ 1)
-        lr = self.optimizer.param_groups[0]["lr"]
+        torch.manual_seed(_epoch_seed(self.settings.sample_seed, epoch))
+        self.sample_generator.manual_seed(_epoch_seed(self.settings.sample_seed, epoch) ^ 1)
+        lr = self.optimizer.param_groups[0]["lr"] if self.optimizer is not None else 0.0
         self.model.train()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen = 0
-        for images, labels in self.train_batches.epoch(epoch_generator(self.config.data_seed, epoch)):
+        for images, labels in self.train_batches.epoch(epoch_generator(self.settings.data_seed, epoch)):
             logits = self.train_model(images)
             loss = F.cross_entropy(logits, labels)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            if self.optimizer is not None:
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
             self.step += 1
             loss_sum += loss.detach() * len(labels)
             correct += (logits.detach().argmax(1) == labels).sum()
@@ -155,7 +178,8 @@ class Trainer:
         distributed.average_batchnorm_statistics(self.model, self.dist)
         for cb in self.callbacks:
             cb.on_before_evaluate(self)
-        self.scheduler.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
         train_seconds = distributed.all_reduce_max(time.perf_counter() - start, self.dist, self.device)
         loss_sum, correct, seen = self._reduce(loss_sum, correct, seen)
         self._log(epoch + 1, "train", loss_sum / seen, correct / seen, lr, train_seconds)
@@ -163,7 +187,7 @@ class Trainer:
         val_loss, val_acc, seconds = self.evaluate("val")
         self._log(self.epoch, "val", val_loss, val_acc, lr, seconds)
         score = val_acc
-        if self.config.protocol == "best-test":
+        if self.settings.protocol == "best-test":
             test_loss, test_acc, seconds = self.evaluate("test")
             self._log(self.epoch, "test", test_loss, test_acc, lr, seconds)
             score = test_acc
@@ -179,14 +203,14 @@ class Trainer:
     def _finish(self) -> dict[str, Any]:
         val = self.history.query("split == 'val'")
         metrics: dict[str, Any] = {
-            "protocol": self.config.protocol,
+            "protocol": self.settings.protocol,
             "best_epoch": self.best_epoch,
             "epochs": self.epoch,
             "val_accuracy": float(val["accuracy"].max()) if len(val) else float("nan"),
             "last_val_accuracy": float(val["accuracy"].iloc[-1]) if len(val) else float("nan"),
             "train_seconds": float(self.history.query("split == 'train'")["seconds"].sum()),
         }
-        if self.config.protocol == "best-test":
+        if self.settings.protocol == "best-test":
             test = self.history.query("split == 'test'")
             metrics["test_accuracy"] = float(test["accuracy"].max())
             metrics["test_loss"] = float(test.loc[test["accuracy"].idxmax(), "loss"])
@@ -241,8 +265,8 @@ class Trainer:
         """Everything needed to continue after the last completed epoch (tensors and plain Python only)."""
         return {
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else {},
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
             "epoch": self.epoch,
             "step": self.step,
             "rows": self.rows,
@@ -255,8 +279,10 @@ class Trainer:
         self, state: dict[str, Any], best_model_state: dict[str, torch.Tensor] | None
     ) -> None:
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.step = state["epoch"], state["step"]
         self.rows = list(state["rows"])
         self.best_epoch, self.best_score = state["best_epoch"], state["best_score"]

@@ -6,7 +6,8 @@ history instead). The ``Explorer`` picks a method, model, dataset, K or density 
 Train button, never a slider move) with the live plot, keeps a table of its results and shows any layer's learned
 selection (slot index or keep-mask per connection) as an image, with a slider over the selection snapshots
 recorded while it trained (``slotlab.analysis.Recorder``) to watch choices flip. Methods come from
-``slotlab.methods.METHODS``, so every registered method appears in its menu. ``run_recorded(config)`` trains with
+``slotlab.methods.METHODS`` and their controls from the options each method declares (``option(control=...)``), so
+every registered method appears in the menu with its own controls. ``run_recorded(config)`` trains with
 snapshots for the notebooks' flip-rate analyses.
 
 Everything draws into widgets with matplotlib's Agg canvas, so the callbacks run, and are tested, without a
@@ -31,14 +32,15 @@ from torch import nn
 
 from slotlab.analysis import Recorder, load_snapshots
 from slotlab.callback import Callback
-from slotlab.config import RunConfig
+from slotlab.config import RunConfig, scaled_config
 from slotlab.data import dataset_names
 from slotlab.errors import SlotlabError
 from slotlab.layers.factory import SelectingLayer
-from slotlab.methods import METHODS
+from slotlab.methods import METHODS, OptionSpec, option_specs
+from slotlab.methods.base import Range, SourceRun, Steps, Toggle
 from slotlab.models import model_names
-from slotlab.profiles import Profile, get_profile, method_choices
 from slotlab.runs import RunResult, load_or_run, runs_root
+from slotlab.scales import Scale, get_scale
 from slotlab.train import Trainer
 
 SPLIT_STYLE = {"train": "-", "val": "--", "test": "o"}
@@ -103,7 +105,7 @@ class LivePlot(Callback):
         self.draws += 1
 
     def on_train_start(self, trainer: Trainer) -> None:
-        self.title = self.title or trainer.config.name
+        self.title = self.title or trainer.settings.name
         if self.show:
             self.display()
         if len(trainer.rows):  # a resumed run: show what it had already
@@ -171,15 +173,6 @@ def selecting_layers(model: nn.Module) -> dict[str, nn.Module]:
     return {name: m for name, m in model.named_modules() if isinstance(m, SelectingLayer)}
 
 
-def layer_selection(layer: nn.Module) -> torch.Tensor:
-    """``layer.selection()`` of the SelectingLayer protocol.
-
-    Called through the class: a slot layer also keeps its training rule in an attribute named ``selection``
-    (a string), which hides the method on the instance.
-    """
-    return type(layer).selection(layer)
-
-
 def selection_matrix(selection: torch.Tensor) -> np.ndarray:
     """A selection shaped like its weight as a 2-D array: Linear (out, in) as is, Conv (out, in, kh, kw) as
     (out, in * kh * kw) with each filter's kernels side by side."""
@@ -210,7 +203,30 @@ def draw_selection(ax: Any, selection: torch.Tensor, title: str = "", k: int | N
 
 # --- the explorer ---------------------------------------------------------------------------------------------
 
-K_CHOICES = (1, 2, 4, 8, 16, 32, 64)
+
+def option_control(spec: OptionSpec) -> w.ValueWidget:
+    """The widget of one method option, from the control it declares."""
+    style = {"description_width": "initial"}
+    label = spec.name.replace("_", " ")
+    control = spec.control
+    if isinstance(control, Steps):
+        return w.SelectionSlider(options=control.values, value=spec.default, description=label, style=style)
+    if isinstance(control, Range):
+        return w.FloatSlider(
+            value=spec.default,
+            min=control.low,
+            max=control.high,
+            step=control.step,
+            description=label,
+            style=style,
+        )
+    if isinstance(control, Toggle):
+        return w.ToggleButtons(options=list(spec.choices or ()), value=spec.default, description=label)
+    if isinstance(control, SourceRun):
+        return w.Dropdown(options=[""], value="", description=f"{label} ({control.method} run)", style=style)
+    raise SlotlabError(f"option {spec.name} declares no Explorer control")
+
+
 RESULT_COLUMNS = ["run", "method", "model", "dataset", "k", "density", "seeds", "val %", "test %", "epochs"]
 
 
@@ -222,25 +238,17 @@ class Explorer:
     Runs live in the runs root (``$SLOTLAB_RUNS``, else ``runs/``), where finetuning finds its source run.
     """
 
-    def __init__(self, profile: str | Profile | None = None) -> None:
-        self.profile = get_profile(profile)
+    def __init__(self, scale: str | Scale | None = None) -> None:
+        self.scale = get_scale(scale)
         self.results: list[RunResult] = []
         style = {"description_width": "initial"}
         self.method = w.Dropdown(options=list(METHODS), value="slots", description="method", style=style)
         self.model = w.Dropdown(options=model_names(), value="lenet300", description="model", style=style)
         self.dataset = w.Dropdown(options=dataset_names(), value="mnist", description="dataset", style=style)
-        self.k = w.SelectionSlider(options=K_CHOICES, value=8, description="K (slots)", style=style)
-        self.density = w.FloatSlider(
-            value=0.5,
-            min=0.05,
-            max=1.0,
-            step=0.05,
-            description="density (masks)",
-            style=style,
-        )
-        self.selection = w.ToggleButtons(
-            options=["greedy", "sampled"], value="greedy", description="selection"
-        )
+        # one control per method option that declares one; options several methods share (k) share it
+        self.controls: dict[str, w.ValueWidget] = {
+            name: option_control(spec) for name, spec in option_specs().items() if spec.control is not None
+        }
         self.weight_seed = w.BoundedIntText(
             value=0, min=0, max=2**31 - 1, description="weight seed", style=style
         )
@@ -249,9 +257,8 @@ class Explorer:
         )
         # at least 2 epochs by default: a live plot of a single epoch is one point
         self.epochs = w.BoundedIntText(
-            value=max(2, self.profile.epochs or 20), min=1, max=1000, description="epochs", style=style
+            value=max(2, self.scale.epochs or 20), min=1, max=1000, description="epochs", style=style
         )
-        self.source = w.Dropdown(options=[""], value="", description="finetune source", style=style)
         self.train_button = w.Button(description="Train", button_style="primary", icon="play")
         self.status = w.HTML()
         self.log = w.Output()  # the progress bar
@@ -277,8 +284,8 @@ class Explorer:
         controls = w.VBox(
             [
                 w.HBox([self.method, self.model, self.dataset]),
-                w.HBox([self.k, self.density, self.selection]),
-                w.HBox([self.weight_seed, self.score_seed, self.epochs, self.source]),
+                w.HBox(list(self.controls.values()), layout=w.Layout(flex_flow="row wrap")),
+                w.HBox([self.weight_seed, self.score_seed, self.epochs]),
                 w.HBox([self.train_button, self.status]),
             ]
         )
@@ -291,7 +298,7 @@ class Explorer:
         )
         self.widget = w.VBox(
             [
-                w.HTML(f"<b>slotlab explorer</b> &middot; profile <code>{self.profile.name}</code>"),
+                w.HTML(f"<b>slotlab explorer</b> &middot; scale <code>{self.scale.name}</code>"),
                 controls,
                 self.log,
                 self.plot.image,
@@ -307,7 +314,7 @@ class Explorer:
 
     # --- config and training --------------------------------------------------------------------------------
     def config(self) -> RunConfig:
-        """The config the controls describe, completed by the profile's recipe for the method."""
+        """The config the controls describe, completed by the method's recipe at the explorer's scale."""
         choices: dict[str, Any] = {
             "model": self.model.value,
             "dataset": self.dataset.value,
@@ -316,9 +323,9 @@ class Explorer:
             "epochs": self.epochs.value,
         }
         method = self.method.value
-        knobs = {"k": self.k, "density": self.density, "selection": self.selection, "source": self.source}
-        choices.update({name: knobs[name].value for name in method_choices(method) if name in knobs})
-        return self.profile.config(method, **choices)
+        own = METHODS[method].options_type.names()
+        choices.update({name: self.controls[name].value for name in own if name in self.controls})
+        return scaled_config(self.scale, method, **choices)
 
     def train(self, _button: w.Button | None = None) -> RunResult | None:
         """Run (or read back) the configured run, then add it to the table and show its selections."""
@@ -356,10 +363,9 @@ class Explorer:
 
     def _on_method(self, change: dict[str, Any]) -> None:
         """Enable only the controls the chosen method uses."""
-        used = set(method_choices(change["new"]))
-        for name, control in (("k", self.k), ("density", self.density), ("selection", self.selection)):
+        used = set(METHODS[change["new"]].options_type.names())
+        for name, control in self.controls.items():
             control.disabled = name not in used
-        self.source.disabled = "source" not in used
 
     def _say(self, message: str, error: bool = False) -> None:
         colour = "#b00020" if error else "inherit"
@@ -376,8 +382,8 @@ class Explorer:
                     "method": c.method,
                     "model": c.model,
                     "dataset": c.dataset,
-                    "k": c.k if "k" in method_choices(c.method) else "",
-                    "density": getattr(c, "density", "") if "density" in method_choices(c.method) else "",
+                    "k": getattr(c.options, "k", ""),
+                    "density": getattr(c.options, "density", ""),
                     "seeds": f"w{c.weight_seed} s{c.score_seed}",
                     "val %": round(100 * r.metrics["val_accuracy"], 2),
                     "test %": round(100 * r.test_accuracy, 2),
@@ -390,8 +396,10 @@ class Explorer:
         self.table.value = self.results_frame().to_html(index=False, border=0)
 
     def _refresh_sources(self) -> None:
-        slots = [r.config.hash for r in self.results if r.config.method == "slots"]
-        self.source.options = ["", *slots]
+        for name, spec in option_specs().items():
+            if isinstance(spec.control, SourceRun):
+                runs = [r.config.hash for r in self.results if r.config.method == spec.control.method]
+                self.controls[name].options = ["", *runs]
 
     # --- selection viewer -----------------------------------------------------------------------------------
     def _on_run_choice(self, change: dict[str, Any]) -> None:
@@ -461,7 +469,7 @@ class Explorer:
         layer = layers[layer_name]
         self._selection_figure.clear()
         if self._snapshots is None:
-            selection = layer_selection(layer)
+            selection = layer.selection()
             ax = self._selection_figure.subplots()
             self._selection_figure.colorbar(
                 draw_selection(ax, selection, layer_name, getattr(layer, "k", None)), ax=ax

@@ -123,7 +123,8 @@ def test_agreement_jaccard_hamming_of_known_masks() -> None:
 
 
 def test_chance_values() -> None:
-    # REFERENCE §4.6: random masks give 50 % / 0.333 at k = 0.5 and 62.5 % / 0.143 at k = 0.25
+    # two independent random masks of density k: agreement k² + (1 - k)², Jaccard ~ k / (2 - k), i.e.
+    # 50 % / 0.333 at k = 0.5 and 62.5 % / 0.143 at k = 0.25
     assert chance_agreement(0.5) == 0.5 and chance_jaccard(0.5) == pytest.approx(1 / 3)
     assert chance_agreement(0.25) == 0.625 and chance_jaccard(0.25) == pytest.approx(0.142857, abs=1e-6)
     assert chance_agreement(0.3, 0.6) == pytest.approx(0.3 * 0.6 + 0.7 * 0.4)

@@ -90,7 +90,9 @@ def test_recorder_survives_a_resume(tmp_path: Path) -> None:
 
 
 def fake_trainer(model, step: int = 0, epoch: int = 0) -> SimpleNamespace:
-    return SimpleNamespace(model=model, step=step, epoch=epoch, callbacks=[], config=RunConfig())
+    return SimpleNamespace(
+        model=model, step=step, epoch=epoch, callbacks=[], settings=RunConfig().train_settings()
+    )
 
 
 def test_recorder_packs_masks_of_mask_layers(tmp_path: Path) -> None:

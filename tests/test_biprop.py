@@ -3,8 +3,10 @@ import torch
 import torch.nn.functional as F
 
 from slotlab.config import RunConfig
-from slotlab.layers.biprop import BinaryActivation, BipropLayer
-from slotlab.methods import build, trainable_parameters
+from slotlab.layers.activations import BinaryActivation
+from slotlab.layers.biprop import BipropLayer
+from slotlab.runs import initial_network, load_or_run
+from slotlab.train import trainable_parameters
 from tests.test_edge_popup import masked_layers, reference_mask
 
 
@@ -41,7 +43,8 @@ def test_gradient_is_sign_s_times_grad_times_w_with_alpha_constant(conv: bool) -
     w_eff = layer.effective_weight().detach().requires_grad_()
     out2 = F.conv2d(x, w_eff, padding=1) if conv else F.linear(x, w_eff)
     (out2 * r).sum().backward()
-    # REFERENCE §3.1: g * |W| to |s| through sign(W): sign(s) * g * sign(W) * |W|; no alpha, no gradient via alpha
+    # released GetQuantnet_binary (chrundle/biprop, after commit ce6a364): g * |W| to |s| through sign(W), i.e.
+    # sign(s) * g * sign(W) * |W|; alpha is not in the gradient, and no gradient flows through alpha
     expected = layer.scores.detach().sign() * w_eff.grad * torch.sign(layer.weight) * layer.weight.abs()
     assert torch.allclose(layer.scores.grad, expected, atol=1e-6)
 
@@ -68,7 +71,7 @@ def test_bi_real_surrogate_gradient() -> None:
 
 def test_binary_activation_network_is_bn_then_sign_and_last_layer_is_real() -> None:
     config = RunConfig(method="biprop", model="conv2", dataset="synthetic", binary_activations=True)
-    model = build(config, (1, 28, 28), 10)
+    model = initial_network(config, (1, 28, 28), 10)
     acts = [m for m in model.modules() if isinstance(m, BinaryActivation)]
     assert [a.bn.num_features for a in acts] == [64, 64, 256, 256]
     assert not any(a.bn.affine for a in acts)
@@ -84,7 +87,7 @@ def test_binary_activation_network_is_bn_then_sign_and_last_layer_is_real() -> N
 
 def test_learned_bn_trains_the_batchnorm_too() -> None:
     config = RunConfig(method="biprop", dataset="synthetic", binary_activations=True, learned_bn=True)
-    model = build(config, (1, 28, 28), 10)
+    model = initial_network(config, (1, 28, 28), 10)
     trained = trainable_parameters(model)
     bns = [m.bn for m in model.modules() if isinstance(m, BinaryActivation)]
     assert all(bn.affine for bn in bns)
@@ -93,7 +96,5 @@ def test_learned_bn_trains_the_batchnorm_too() -> None:
 
 
 def test_biprop_learns_the_synthetic_set(tmp_path) -> None:
-    from slotlab.runs import load_or_run
-
     config = RunConfig(method="biprop", dataset="synthetic", epochs=2, val_size=300, weight_decay=1e-4)
     assert load_or_run(config, root=tmp_path).metrics["test_accuracy"] > 0.9

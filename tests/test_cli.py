@@ -72,7 +72,7 @@ def test_finetune_starts_from_the_found_network(tmp_path: Path) -> None:
     config = RunConfig(method="finetune", dataset="synthetic", epochs=1, lr=0.01, source=str(source.path))
     init = load_or_run(config, root=tmp_path).model("init").state_dict()
     found = source.model("best")
-    from slotlab.export import to_plain
+    from slotlab.layers.plain import to_plain
 
     expected = to_plain(found).state_dict()
     assert all(torch.equal(init[key], expected[key]) for key in expected)

@@ -15,7 +15,7 @@ def test_hash_regression() -> None:
 
 def test_hash_ignores_spelling_and_depends_on_every_field() -> None:
     assert RunConfig(k=8.0, lr="0.1").hash == RunConfig().hash
-    assert RunConfig(milestones="25,75").milestones == (25, 75)
+    assert RunConfig(milestones="25,75", schedule="step").milestones == (25, 75)
     seen = {RunConfig().hash}
     for change in (
         {"k": 4},

@@ -1,7 +1,11 @@
+import ast
+from pathlib import Path
+
 import pytest
 import torch
 
-from slotlab.data import Batches, dataset_info, load_split, make_splits, random_crop_flip
+import slotlab
+from slotlab.data import Batches, data_root, dataset_info, load_split, make_splits, random_crop_flip
 from slotlab.errors import SlotlabError
 from tests.conftest import requires_mnist
 
@@ -49,10 +53,86 @@ def test_random_crop_flip_matches_a_per_image_reference() -> None:
         assert torch.equal(out[i], crop.flip(-1) if flip[i] else crop)
 
 
-def test_missing_dataset_names_the_folder_and_the_fix(tmp_path) -> None:
-    with pytest.raises(SlotlabError, match=f"MNIST not found under {tmp_path}.*SLOTLAB_DATA.*online") as info:
+def test_missing_dataset_names_the_files_and_both_fixes(tmp_path) -> None:
+    with pytest.raises(SlotlabError) as info:
         load_split("mnist", train=True, root=tmp_path, download=False)
-    assert "\n" not in str(info.value)
+    assert str(info.value) == (
+        f"MNIST not found under {tmp_path}: missing in MNIST/raw/: train-images-idx3-ubyte, "
+        "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte; download it with "
+        f"`python -m slotlab data prepare {tmp_path}` (online), or set SLOTLAB_DATA to a folder that holds "
+        "these files"
+    )
+
+
+def _mnist_root_with_truncated_test_images(tmp_path: Path) -> Path:
+    """tmp/MNIST/raw: links to the real files, and a 4 kB truncated copy of t10k-images-idx3-ubyte."""
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    real = data_root() / "MNIST" / "raw"
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
+        (raw / name).symlink_to(real / name)
+    with open(real / "t10k-images-idx3-ubyte", "rb") as f:
+        (raw / "t10k-images-idx3-ubyte").write_bytes(f.read(4096))
+    return raw
+
+
+@requires_mnist
+@pytest.mark.parametrize(
+    "download", [False, True]
+)  # True: torchvision sees the files exist, downloads nothing
+def test_a_truncated_file_is_named_as_damaged_not_missing(tmp_path: Path, download: bool) -> None:
+    raw = _mnist_root_with_truncated_test_images(tmp_path)
+    with pytest.raises(SlotlabError) as info:
+        load_split("mnist", train=False, root=tmp_path, download=download)
+    assert str(info.value) == (
+        f"MNIST file {raw / 't10k-images-idx3-ubyte'} (4096 bytes, expected 7840016; expected MD5 "
+        "2646ac647ad5339dbf082846283269ea) is damaged: delete it and run "
+        f"`python -m slotlab data prepare {tmp_path}` (online) to download it again"
+    )
+
+
+@requires_mnist
+def test_a_load_failure_with_intact_files_keeps_its_cause(tmp_path: Path, monkeypatch) -> None:
+    import torchvision.datasets
+
+    raw = _mnist_root_with_truncated_test_images(tmp_path)
+    (raw / "t10k-images-idx3-ubyte").unlink()
+    (raw / "t10k-images-idx3-ubyte").symlink_to(data_root() / "MNIST" / "raw" / "t10k-images-idx3-ubyte")
+
+    def broken(root, train, download):
+        raise OSError("disk on fire\nsecond line")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", broken)
+    with pytest.raises(SlotlabError) as info:
+        load_split("mnist", train=False, root=tmp_path, download=False)
+    assert str(info.value) == (
+        f"cannot load MNIST from {tmp_path} (OSError: disk on fire second line); its files look intact: run "
+        f"`python -m slotlab data check {tmp_path}` to see them"
+    )
+
+
+def test_data_modules_import_each_other_in_one_direction_at_module_level() -> None:
+    """data imports imagenet and dataset_files at the top; they import neither data nor each other."""
+    imports: dict[str, set[str]] = {}
+    for name in ("data", "imagenet", "dataset_files"):
+        tree = ast.parse((Path(slotlab.__file__).parent / f"{name}.py").read_text())
+        top: set[str] = set()
+        inner: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "slotlab":
+                found = {f"slotlab.{alias.name}" for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("slotlab."):
+                found = {node.module}
+            elif isinstance(node, ast.Import):
+                found = {alias.name for alias in node.names if alias.name.startswith("slotlab")}
+            else:
+                continue
+            (top if node in tree.body else inner).update(found)
+        assert not inner, f"slotlab/{name}.py imports slotlab modules inside functions: {sorted(inner)}"
+        imports[name] = top
+    assert {"slotlab.imagenet", "slotlab.dataset_files"} <= imports["data"]
+    assert not imports["imagenet"] & {"slotlab.data", "slotlab.dataset_files"}
+    assert not imports["dataset_files"] & {"slotlab.data", "slotlab.imagenet"}
 
 
 @requires_mnist

@@ -15,8 +15,8 @@ from slotlab.callback import Callback
 from slotlab.config import RunConfig
 from slotlab.data import Batches, dataset_info, epoch_generator, make_splits
 from slotlab.errors import SlotlabError
-from slotlab.methods import METHODS, build, method_config
-from slotlab.runs import load_or_run
+from slotlab.methods import METHODS, option_specs
+from slotlab.runs import initial_network, load_or_run
 
 # Lenet-300-100 has no BatchNorm and no dropout: with equal shards, DDP's average of the two per-rank mean
 # gradients is the gradient of the global batch's mean, so a 2-process run equals the 1-process run up to
@@ -38,20 +38,25 @@ RANK_CHAOTIC = ("recycle_rate", "iterand_rate")
 
 def method_configs() -> dict[str, RunConfig]:
     """Every registered method that builds on the synthetic set (with frequent edits where it takes them)."""
-    fields = set(RunConfig().to_dict())
-    often = {k: v for k, v in EDIT_OFTEN.items() if k in fields}
     info = dataset_info("synthetic")
     configs = {}
     for name in METHODS:
+        # the common fields and this method's options
+        fields = {f for f in RunConfig().to_dict() if f not in option_specs()} | set(
+            METHODS[name].options_type.names()
+        )
+        base = {k: v for k, v in BASE.items() if k in fields}
+        often = {k: v for k, v in EDIT_OFTEN.items() if k in fields}
         for extra in (often, {}):
             try:
-                config = method_config(method=name, **BASE, **extra)  # with the method's own defaults
-                build(config, info.input_shape, info.num_classes)
+                config = RunConfig(method=name, **base, **extra)  # with the method's own defaults
+                initial_network(config, info.input_shape, info.num_classes)
             except SlotlabError:
                 continue
             configs[name] = config
             break
-    configs["edge-popup-no-edits"] = method_config(method="edge-popup", **BASE)  # compared with one process
+    mask_base = {k: v for k, v in BASE.items() if k != "k"}
+    configs["edge-popup-no-edits"] = RunConfig(method="edge-popup", **mask_base)  # compared with one process
     configs["slots-sampled"] = RunConfig(method="slots", selection="sampled", lr=5.0, **BASE)
     return configs
 
@@ -63,7 +68,7 @@ class FinalState(Callback):
         self.state: dict[str, torch.Tensor] = {}
 
     def on_epoch_end(self, trainer) -> None:
-        if trainer.epoch == trainer.config.epochs:
+        if trainer.epoch == trainer.settings.epochs:
             self.state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
 
 

@@ -5,14 +5,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from slotlab.callback import Callback
 from slotlab.cli import main
 from slotlab.config import RunConfig
+from slotlab.data import make_splits
 from slotlab.errors import SlotlabError
-from slotlab.global_mask import annealed_density, global_scope_of
+from slotlab.global_mask import DensityAnnealing, annealed_density, global_scope_of
 from slotlab.layers.edge_popup import EdgePopupLayer, MaskedLayer, kept_count, top_mask
 from slotlab.layers.factory import RandomWeightLayer, SelectingLayer
-from slotlab.methods import build, trainable_parameters
-from slotlab.runs import load_or_run
+from slotlab.runs import initial_network, load_or_run, make_trainer
+from slotlab.train import trainable_parameters
 
 
 def reference_mask(magnitude: torch.Tensor, kept: int) -> torch.Tensor:
@@ -54,7 +56,9 @@ def test_top_mask_equals_a_full_sort_including_ties(shape, ties: bool) -> None:
 def test_kept_count_rounds_half_up_and_is_exact_per_layer() -> None:
     assert [kept_count(d, 10) for d in (0.05, 0.1, 0.15, 0.9, 1.0)] == [1, 1, 2, 9, 10]
     for density in (0.1, 0.3, 0.5, 0.7, 1.0):
-        model = build(RunConfig(method="edge-popup", density=density, dataset="synthetic"), (1, 28, 28), 10)
+        model = initial_network(
+            RunConfig(method="edge-popup", density=density, dataset="synthetic"), (1, 28, 28), 10
+        )
         with torch.no_grad():
             for layer in masked_layers(model):
                 layer.scores.copy_(torch.randint(-3, 4, layer.weight_shape).float())  # many ties
@@ -65,7 +69,7 @@ def test_kept_count_rounds_half_up_and_is_exact_per_layer() -> None:
 @pytest.mark.parametrize("density", [0.05, 0.3, 0.5, 0.8])
 def test_global_scope_keeps_the_exact_total_with_one_threshold(density: float) -> None:
     config = RunConfig(method="edge-popup", scope="global", density=density, dataset="synthetic")
-    model = build(config, (1, 28, 28), 10)
+    model = initial_network(config, (1, 28, 28), 10)
     layers = masked_layers(model)
     with torch.no_grad():
         for layer in layers:
@@ -93,7 +97,7 @@ def fused_sgd_steps(model: torch.nn.Module, steps: int) -> torch.Tensor:
 
 def test_global_masks_follow_the_optimiser() -> None:
     config = RunConfig(method="edge-popup", scope="global", density=0.3, dataset="synthetic")
-    model = build(config, (1, 28, 28), 10)
+    model = initial_network(config, (1, 28, 28), 10)
     before = [m.selection() for m in masked_layers(model)]
     fused_sgd_steps(model, 3)
     layers = masked_layers(model)
@@ -107,7 +111,7 @@ def test_global_masks_follow_the_optimiser() -> None:
 def test_training_forward_uses_fresh_global_masks_after_fused_steps() -> None:
     # fused optimisers do not bump version counters: the masks must not be cached across forwards
     config = RunConfig(method="edge-popup", scope="global", density=0.3, dataset="synthetic")
-    model = build(config, (1, 28, 28), 10).train()
+    model = initial_network(config, (1, 28, 28), 10).train()
     x = fused_sgd_steps(model, 3)
     layers = masked_layers(model)
     magnitude = torch.cat([layer.scores.detach().abs().reshape(-1) for layer in layers])
@@ -131,10 +135,6 @@ def test_annealed_density_follows_the_cubic_schedule() -> None:
 
 
 def test_global_annealing_trains_denser_but_evaluates_at_the_target(tmp_path: Path) -> None:
-    from slotlab.callback import Callback
-    from slotlab.data import make_splits
-    from slotlab.train import Trainer
-
     config = RunConfig(
         method="edge-popup",
         scope="global",
@@ -159,8 +159,8 @@ def test_global_annealing_trains_denser_but_evaluates_at_the_target(tmp_path: Pa
             )
 
     splits = make_splits("synthetic", 100, 0, 256)
-    model = build(config, splits.info.input_shape, splits.info.num_classes)
-    Trainer(config, model, splits, torch.device("cpu"), [Probe()], progress=False).fit()
+    model = initial_network(config, splits.info.input_shape, splits.info.num_classes)
+    make_trainer(config, model, splits, torch.device("cpu"), [Probe()], progress=False).fit()
     total = sum(m.weight.numel() for m in masked_layers(model))
     for epoch, kept, used in seen:
         assert kept == used == kept_count(annealed_density(0.2, epoch, 4), total)
@@ -209,9 +209,9 @@ def test_inits_scale_with_the_fraction_kept(init: str, density: float) -> None:
 
 def test_same_weight_seed_different_score_seed_same_weights_different_masks() -> None:
     for method in ("edge-popup", "biprop"):
-        a = build(RunConfig(method=method, dataset="synthetic", score_seed=0), (1, 28, 28), 10)
-        b = build(RunConfig(method=method, dataset="synthetic", score_seed=1), (1, 28, 28), 10)
-        c = build(RunConfig(method=method, dataset="synthetic", weight_seed=1), (1, 28, 28), 10)
+        a = initial_network(RunConfig(method=method, dataset="synthetic", score_seed=0), (1, 28, 28), 10)
+        b = initial_network(RunConfig(method=method, dataset="synthetic", score_seed=1), (1, 28, 28), 10)
+        c = initial_network(RunConfig(method=method, dataset="synthetic", weight_seed=1), (1, 28, 28), 10)
         for la, lb, lc in zip(masked_layers(a), masked_layers(b), masked_layers(c), strict=True):
             assert isinstance(la, RandomWeightLayer) and isinstance(la, SelectingLayer)
             assert torch.equal(la.weight, lb.weight)
@@ -264,19 +264,19 @@ def test_bad_input_is_one_clear_line(change: dict, message: str) -> None:
 
 
 def test_global_density_annealing_applies_to_learned_masks_only() -> None:
-    from slotlab.global_mask import DensityAnnealing
-    from slotlab.methods import method_callbacks
-
     def annealed(method: str) -> bool:
         config = RunConfig(method=method, scope="global", density=0.1)
-        return any(isinstance(cb, DensityAnnealing) for cb in method_callbacks(config))
+        return any(isinstance(cb, DensityAnnealing) for cb in config.method_rule.callbacks(config))
 
     assert annealed("edge-popup") and annealed("biprop")
     assert not annealed("random-mask")  # its mask stays the one drawn at the start
 
 
 def test_random_mask_refuses_recycling() -> None:
-    with pytest.raises(SlotlabError, match="recycling and IteRand apply to edge-popup and biprop"):
+    with pytest.raises(
+        SlotlabError,
+        match="recycle_rate is not an option of method random-mask.*belongs to edge-popup, biprop",
+    ):
         RunConfig(method="random-mask", recycle_rate=0.1)
 
 

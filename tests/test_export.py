@@ -3,18 +3,20 @@ import math
 import pytest
 import torch
 
+from slotlab.bitpack import pack_indices, unpack_indices
 from slotlab.config import RunConfig
 from slotlab.data import dataset_info
-from slotlab.export import load_compact, pack_indices, save_compact, to_plain, unpack_indices
+from slotlab.export import load_compact, save_compact
 from slotlab.layers.factory import RandomWeightLayer
+from slotlab.layers.plain import to_plain
 from slotlab.layers.slot import SlotLayer
-from slotlab.methods import build
+from slotlab.runs import initial_network
 
 
 def trained_like(config: RunConfig) -> torch.nn.Module:
     """A slot network whose scores are fresh random numbers (any selection must export exactly)."""
     info = dataset_info(config.dataset)
-    model = build(config, info.input_shape, info.num_classes)
+    model = initial_network(config, info.input_shape, info.num_classes)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, SlotLayer):
@@ -45,7 +47,7 @@ def test_plain_model_outputs_equal_the_slot_model(config: RunConfig, tmp_path) -
     connections = sum(
         m.effective_weight().numel() for m in plain.modules() if isinstance(m, RandomWeightLayer)
     )
-    assert packed_bytes <= math.ceil(connections * math.ceil(math.log2(config.k)) / 8) + 8 * 20
+    assert packed_bytes <= math.ceil(connections * math.ceil(math.log2(config.options.k)) / 8) + 8 * 20
     rebuilt = load_compact(tmp_path / "compact.pt")
     expected, got = plain.state_dict(), rebuilt.state_dict()
     assert set(got) == set(expected)
@@ -63,8 +65,8 @@ def test_pack_unpack_round_trip(k: int) -> None:
 
 def test_learned_baseline_draws_uniformly_from_the_same_k_values() -> None:
     config = RunConfig(method="learned", k=4, dataset="synthetic")
-    dense = build(config, (1, 28, 28), 10)
-    slots = build(RunConfig(method="slots", k=4, dataset="synthetic"), (1, 28, 28), 10)
+    dense = initial_network(config, (1, 28, 28), 10)
+    slots = initial_network(RunConfig(method="slots", k=4, dataset="synthetic"), (1, 28, 28), 10)
     layer_pairs = zip(
         [m for m in dense.modules() if isinstance(m, RandomWeightLayer)],
         [m for m in slots.modules() if isinstance(m, SlotLayer)],

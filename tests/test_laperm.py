@@ -12,9 +12,8 @@ from slotlab.data import make_splits
 from slotlab.errors import SlotlabError
 from slotlab.laperm import LaPerm, LaPermSync, as_rows, permute_rows, stable_order
 from slotlab.layers import DenseFactory
-from slotlab.methods import build, method_config
 from slotlab.models import MODELS, build_model
-from slotlab.runs import load_or_run
+from slotlab.runs import initial_network, load_or_run, make_trainer
 from slotlab.train import Trainer
 from tests.interrupt import Interrupt
 
@@ -234,15 +233,15 @@ def test_bad_input_is_one_line() -> None:
     with pytest.raises(SlotlabError, match=r"init_density values must be in \(0, 1\]"):
         RunConfig(**{**QUICK, "init_density": "1.5"})
     with pytest.raises(SlotlabError, match="gives 2 densities but the model has 3 weight layers"):
-        build(RunConfig(**{**QUICK, "init_density": "0.5,0.5"}), (1, 28, 28), 10)
+        initial_network(RunConfig(**{**QUICK, "init_density": "0.5,0.5"}), (1, 28, 28), 10)
 
 
 def test_method_defaults_to_adam_and_keeps_explicit_choices() -> None:
     assert RunConfig().hash == "44136fa355b3"  # the new fields leave existing hashes alone
-    config = method_config(method="laperm")
+    config = RunConfig(method="laperm")
     assert (config.optimizer, config.lr) == ("adam", 1e-3)
-    assert method_config(method="laperm", optimizer="sgd", lr=0.1).optimizer == "sgd"
-    assert method_config(method="dense").optimizer == RunConfig().optimizer
+    assert RunConfig(method="laperm", optimizer="sgd", lr=0.1).optimizer == "sgd"
+    assert RunConfig(method="dense").optimizer == RunConfig().optimizer
 
 
 def test_sparse_and_weight_agnostic_starts_keep_their_zeros() -> None:
@@ -263,8 +262,8 @@ def test_sparse_and_weight_agnostic_starts_keep_their_zeros() -> None:
 
 
 def test_sparse_start_without_shared_value_keeps_the_drawn_values() -> None:
-    dense = build(RunConfig(**QUICK), (1, 28, 28), 10)
-    sparse = build(RunConfig(**QUICK, init_density="0.25"), (1, 28, 28), 10)
+    dense = initial_network(RunConfig(**QUICK), (1, 28, 28), 10)
+    sparse = initial_network(RunConfig(**QUICK, init_density="0.25"), (1, 28, 28), 10)
     for (_, a), (_, b) in zip(dense.named_parameters(), sparse.named_parameters(), strict=True):
         kept = b != 0
         assert torch.equal(a[kept], b[kept]) and int(kept.sum()) == round(0.25 * a.numel())
@@ -286,10 +285,10 @@ def test_trainer_evaluates_and_checkpoints_synced_networks_only() -> None:
         **QUICK, epochs=3, train_size=320, sync_period=3
     )  # 5 steps/epoch: 3 does not divide it
     splits = make_splits("synthetic", 300, train_size=320)
-    model = build(config, (1, 28, 28), 10)
+    model = initial_network(config, (1, 28, 28), 10)
     initial = {n: p.detach().clone() for n, p in model.named_parameters()}
     record = Record(initial)
-    trainer = Trainer(config, model, splits, torch.device("cpu"), [record], progress=False)
+    trainer = make_trainer(config, model, splits, torch.device("cpu"), [record], progress=False)
     assert isinstance(trainer.callbacks[0], LaPermSync)
     trainer.fit()
     assert record.seen == [True, True, True]

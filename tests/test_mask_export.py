@@ -7,11 +7,12 @@ import torch
 from slotlab.cli import main
 from slotlab.config import RunConfig
 from slotlab.data import dataset_info
-from slotlab.export import load_compact, save_compact, to_plain
+from slotlab.export import load_compact, save_compact
 from slotlab.layers.biprop import BipropLayer
 from slotlab.layers.edge_popup import MaskedLayer
-from slotlab.methods import build
+from slotlab.layers.plain import to_plain
 from slotlab.recycle import iterand_layer, recycle_layer
+from slotlab.runs import initial_network
 from slotlab.sanity import random_mask, shuffled_weights, signs_only
 from tests.test_edge_popup import masked_layers
 
@@ -19,7 +20,7 @@ from tests.test_edge_popup import masked_layers
 def trained_like(config: RunConfig) -> torch.nn.Module:
     """A masked network with fresh random scores, as if trained (any mask must export exactly)."""
     info = dataset_info(config.dataset)
-    model = build(config, info.input_shape, info.num_classes)
+    model = initial_network(config, info.input_shape, info.num_classes)
     generator = torch.Generator().manual_seed(5)
     with torch.no_grad():
         for m in model.modules():

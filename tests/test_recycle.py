@@ -7,10 +7,8 @@ from slotlab.callback import Callback
 from slotlab.config import RunConfig
 from slotlab.data import make_splits
 from slotlab.layers.edge_popup import EdgePopupLayer
-from slotlab.methods import build
 from slotlab.recycle import IteRand, WeightRecycling, iterand_layer, recycle_layer, value_records
-from slotlab.runs import load_or_run
-from slotlab.train import Trainer
+from slotlab.runs import initial_network, load_or_run, make_trainer
 from tests.interrupt import Interrupt
 from tests.test_edge_popup import masked_layers
 
@@ -97,10 +95,10 @@ QUICK = dict(dataset="synthetic", epochs=5, train_size=256, val_size=100, batch_
 def test_recycling_runs_every_f_epochs_but_not_after_the_last_and_counts_distinct_values() -> None:
     config = RunConfig(method="edge-popup", init="kn-scaled", recycle_rate=0.2, recycle_every=2, **QUICK)
     splits = make_splits("synthetic", 100, 0, 256)
-    model = build(config, splits.info.input_shape, splits.info.num_classes)
+    model = initial_network(config, splits.info.input_shape, splits.info.num_classes)
     initial = [m.weight.clone() for m in masked_layers(model)]
     probe = RecordWeights()
-    trainer = Trainer(config, model, splits, torch.device("cpu"), [probe], progress=False)
+    trainer = make_trainer(config, model, splits, torch.device("cpu"), [probe], progress=False)
     recycler = next(cb for cb in trainer.callbacks if isinstance(cb, WeightRecycling))
     trainer.fit()
     changes = [
@@ -147,7 +145,7 @@ def test_recycling_and_iterand_resume_bit_identical(unit: str, every: int, tmp_p
 
 
 def test_iterand_only_is_a_method_option() -> None:
-    trainer_callbacks = __import__("slotlab.methods", fromlist=["method_callbacks"]).method_callbacks
-    kinds = [type(cb) for cb in trainer_callbacks(RunConfig(method="edge-popup", iterand_rate=0.1))]
-    assert kinds == [IteRand]
-    assert trainer_callbacks(RunConfig(method="edge-popup")) == []
+    iterand = RunConfig(method="edge-popup", iterand_rate=0.1)
+    assert [type(cb) for cb in iterand.method_rule.callbacks(iterand)] == [IteRand]
+    plain = RunConfig(method="edge-popup")
+    assert plain.method_rule.callbacks(plain) == []

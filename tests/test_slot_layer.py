@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from slotlab.init import initialize
 from slotlab.layers import SlotConv2d, SlotLinear
-from slotlab.layers.slot import greedy_index, greedy_weight, sample_index
+from slotlab.layers.slot import AutogradGrad, InPlaceGrad, greedy_index, greedy_weight, sample_index
 
 
 def reference_greedy(scores: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,7 +52,7 @@ def test_straight_through_gradient_reaches_every_slot(in_place: bool, conv: bool
     torch.manual_seed(3)
     layer = SlotConv2d(3, 4, 3, k=5, padding=1) if conv else SlotLinear(9, 4, k=5)
     initialize(layer, 3, 4)
-    layer.grad_in_place = in_place
+    layer.set_grad_path(InPlaceGrad() if in_place else AutogradGrad())
     x = torch.randn(2, 3, 6, 6) if conv else torch.randn(2, 9)
     target = torch.randn_like(layer(x))
     # dL/dW_eff from an ordinary layer holding the selected weight
@@ -99,17 +99,17 @@ def test_sampling_is_seeded_and_greedy_at_evaluation() -> None:
 
 def test_eval_selection_of_the_config_reaches_every_slot_layer() -> None:
     from slotlab.config import RunConfig
-    from slotlab.methods import build
+    from slotlab.runs import initial_network
 
     config = RunConfig(model="conv2", dataset="synthetic-cifar", k=4, eval_selection="sampled")
-    net = build(config, (3, 32, 32), 10).eval()
+    net = initial_network(config, (3, 32, 32), 10).eval()
     layers = [m for m in net.modules() if isinstance(m, (SlotLinear, SlotConv2d))]
     assert layers and all(layer.eval_selection == "sampled" for layer in layers)
     layer = layers[0]
     layer.generator = torch.Generator().manual_seed(3)
     drawn = layer.effective_weight().detach()
     assert torch.equal(drawn, sample_index_weight(layer, seed=3))  # evaluation samples, as asked
-    greedy = build(config.replace(eval_selection="greedy"), (3, 32, 32), 10).eval()
+    greedy = initial_network(config.replace(eval_selection="greedy"), (3, 32, 32), 10).eval()
     assert all(
         m.eval_selection == "greedy" for m in greedy.modules() if isinstance(m, (SlotLinear, SlotConv2d))
     )

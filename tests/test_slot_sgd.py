@@ -10,7 +10,14 @@ from torch import nn
 from slotlab.config import RunConfig
 from slotlab.init import initialize
 from slotlab.layers import SlotFactory
-from slotlab.layers.slot import SlotConv2d, SlotLayer, SlotLinear
+from slotlab.layers.slot import (
+    AutogradGrad,
+    HandOverGrad,
+    SlotConv2d,
+    SlotLayer,
+    SlotLinear,
+    use_autograd_grads,
+)
 from slotlab.models import build_model
 from slotlab.optim import make_optimizer
 from slotlab.slot_sgd import SlotSGD, fused_update_available
@@ -67,8 +74,7 @@ def test_matches_sgd_on_the_autograd_gradient(seed: int) -> None:
     hp = dict(lr=0.3, momentum=0.9, weight_decay=1e-3)
     fused = SlotSGD(fused_net.parameters(), slot_layers(fused_net), **hp)
     plain = torch.optim.SGD(plain_net.parameters(), **hp)
-    for layer in slot_layers(plain_net):
-        layer.grad_in_place = False  # the textbook path: autograd's K-sized gradient, SGD's own step
+    use_autograd_grads(plain_net)  # the textbook path: autograd's K-sized gradient, SGD's own step
     schedules = [torch.optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.5) for o in (fused, plain)]
     batches = random_batches(seed)
     train(fused_net, fused, batches, schedules[0])
@@ -85,23 +91,23 @@ def test_matches_sgd_on_the_autograd_gradient(seed: int) -> None:
 
 def test_scores_grad_is_handed_over_and_score_grad_rebuilds_it() -> None:
     fused_net, plain_net = twins(4, 3)
-    SlotSGD(fused_net.parameters(), slot_layers(fused_net), lr=0.1, momentum=0.9)
-    for layer in slot_layers(plain_net):
-        layer.grad_in_place = False
+    fused = SlotSGD(fused_net.parameters(), slot_layers(fused_net), lr=0.1, momentum=0.9)
+    use_autograd_grads(plain_net)
     x, y = random_batches(3, 1)[0]
     for net in (fused_net, plain_net):
         F.cross_entropy(net(x), y).backward()
     for fused_layer, plain_layer in zip(slot_layers(fused_net), slot_layers(plain_net), strict=True):
-        assert fused_layer.scores.grad is None and fused_layer.pending_grad is not None
+        assert isinstance(fused_layer.grad_path, HandOverGrad)
+        assert fused_layer.scores.grad is None and fused_layer.grad_path.pending is not None
         torch.testing.assert_close(fused_layer.score_grad(), plain_layer.scores.grad)
+    fused.close()
 
 
 def test_accumulated_backward_passes_sum() -> None:
     fused_net, plain_net = twins(3, 4)
     fused = SlotSGD(fused_net.parameters(), slot_layers(fused_net), lr=0.2, momentum=0.5)
     plain = torch.optim.SGD(plain_net.parameters(), lr=0.2, momentum=0.5)
-    for layer in slot_layers(plain_net):
-        layer.grad_in_place = False
+    use_autograd_grads(plain_net)
     batches = random_batches(4, 2)
     train(fused_net, fused, batches, accumulate=2)
     train(plain_net, plain, batches, accumulate=2)
@@ -116,8 +122,7 @@ def test_state_is_interchangeable_with_sgd() -> None:
     first = SlotSGD(a.parameters(), slot_layers(a), **hp)
     train(a, first, random_batches(5, 2))
     b.load_state_dict(a.state_dict())
-    for layer in slot_layers(b):
-        layer.grad_in_place = False
+    use_autograd_grads(b)
     second = torch.optim.SGD(b.parameters(), **hp)
     second.load_state_dict(copy.deepcopy(first.state_dict()))  # load_state_dict would share the buffers
     later = random_batches(6, 2)
@@ -130,8 +135,8 @@ def test_state_is_interchangeable_with_sgd() -> None:
 def test_ordinary_score_gradients_take_sgd_step() -> None:
     """With the hand-over off (what a DDP run does), SlotSGD is plain SGD."""
     a, b = twins(2, 6)
-    for layer in slot_layers(a) + slot_layers(b):
-        layer.grad_in_place = False
+    use_autograd_grads(a)
+    use_autograd_grads(b)
     fused = SlotSGD(a.parameters(), slot_layers(a), lr=0.1, momentum=0.9)
     plain = torch.optim.SGD(b.parameters(), lr=0.1, momentum=0.9)
     batches = random_batches(6, 3)
@@ -139,7 +144,7 @@ def test_ordinary_score_gradients_take_sgd_step() -> None:
     train(b, plain, batches)
     for p, q in zip(a.parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-8)
-    assert all(layer.pending_grad is None for layer in slot_layers(a))
+    assert all(type(layer.grad_path) is AutogradGrad for layer in slot_layers(a))  # SlotSGD left it alone
 
 
 def test_make_optimizer_picks_slot_sgd_only_where_it_applies() -> None:

@@ -47,7 +47,7 @@ def test_grid_is_the_cartesian_product_and_seed_sets_all_five() -> None:
         "k": ["1", "2"],
         "milestones": ["25,75", "80"],
     }
-    assert point_config(TINY, {"milestones": "25,75"}).milestones == (25, 75)
+    assert point_config(TINY, {"milestones": "25,75", "schedule": "step"}).milestones == (25, 75)
     laperm = point_config(
         TINY, {"method": "laperm"}
     )  # fields not given take the method's defaults, as on the CLI
@@ -66,7 +66,7 @@ def test_sweep_trains_each_point_once_and_summarizes_from_the_folders(tmp_path: 
     assert len(table) == 4 and list(table["k"]) == [1, 1, 2, 2] and list(table["weight_seed"]) == [0, 1, 0, 1]
     for _, row in table.iterrows():  # each row is its own run folder's config and final metrics
         stored = open_run(row["path"])
-        assert stored.config.k == row["k"] and stored.config.hash == row["hash"]
+        assert stored.config.options.k == row["k"] and stored.config.hash == row["hash"]
         assert row["test_accuracy"] == stored.metrics["test_accuracy"]
         assert row["val_accuracy"] == stored.metrics["val_accuracy"]
     assert result.varying == ["k", "weight_seed"]

@@ -13,7 +13,7 @@ from slotlab.checkpoint import atomic_save
 from slotlab.config import RunConfig
 from slotlab.errors import SlotlabError
 from slotlab.optim import lr_factor
-from slotlab.runs import load_or_run, open_run
+from slotlab.runs import load_or_run, make_trainer, open_run
 from slotlab.train import Trainer
 from tests.interrupt import Interrupt
 
@@ -133,11 +133,11 @@ def test_schedules() -> None:
 
 def test_weight_decay_reaches_the_scores_only(tmp_path: Path) -> None:
     from slotlab.data import make_splits
-    from slotlab.methods import build
+    from slotlab.runs import initial_network
 
     config = RunConfig(weight_decay=0.1, **QUICK)
     splits = make_splits("synthetic", 300)
-    trainer = Trainer(config, build(config, (1, 28, 28), 10), splits, torch.device("cpu"))
+    trainer = make_trainer(config, initial_network(config, (1, 28, 28), 10), splits, torch.device("cpu"))
     params = [p for g in trainer.optimizer.param_groups for p in g["params"]]
     scores = [m.scores for m in trainer.model.modules() if hasattr(m, "scores")]
     assert len(params) == len(scores) == 3 and all(any(p is s for s in scores) for p in params)

@@ -8,13 +8,13 @@ import torch
 
 from slotlab.analysis import load_snapshots
 from slotlab.config import RunConfig
+from slotlab.config import scaled_config
 from slotlab.methods import METHODS
 from slotlab.runs import load_or_run, runs_root
 from slotlab.train import Trainer
 from slotlab.widgets import (
     Explorer,
     LivePlot,
-    layer_selection,
     run_recorded,
     selecting_layers,
     selection_matrix,
@@ -42,7 +42,7 @@ def test_method_menu_lists_every_registered_method() -> None:
 
 def test_controls_do_not_train_and_the_button_does() -> None:
     explorer = Explorer("smoke")
-    explorer.k.value = 2
+    explorer.controls["k"].value = 2
     explorer.score_seed.value = 3
     explorer.epochs.value = 2
     assert explorer.results == [] and not runs_root().exists() and explorer.plot.draws == 0
@@ -53,7 +53,7 @@ def test_controls_do_not_train_and_the_button_does() -> None:
     explorer.train_button.click()
 
     (result,) = explorer.results
-    assert (result.config.k, result.config.score_seed, result.config.dataset) == (2, 3, "synthetic")
+    assert (result.config.options.k, result.config.score_seed, result.config.dataset) == (2, 3, "synthetic")
     assert explorer.plot.draws == 2 and explorer.plot.image.value != plot_before
     assert explorer.plot.image.layout.display == explorer.selection_image.layout.display == ""
     frame = explorer.results_frame()
@@ -73,7 +73,7 @@ def test_a_finished_config_is_read_back_and_a_new_one_adds_a_row(monkeypatch) ->
     assert again.metrics == first.metrics and len(explorer.results) == 1
     assert explorer.plot.draws == draws + 1  # the stored history is shown
     monkeypatch.undo()
-    explorer.k.value = 4
+    explorer.controls["k"].value = 4
     explorer.train()
     assert explorer.results_frame()["k"].tolist() == [8, 4]
 
@@ -86,17 +86,17 @@ def test_bad_choices_are_reported_in_the_status_line() -> None:
     assert "needs --source" in explorer.status.value and explorer.results == []
     explorer.method.value = "slots"
     slots = explorer.train()
-    assert explorer.source.options == ("", slots.config.hash)
-    explorer.method.value, explorer.source.value = "finetune", slots.config.hash
+    assert explorer.controls["source"].options == ("", slots.config.hash)
+    explorer.method.value, explorer.controls["source"].value = "finetune", slots.config.hash
     finetuned = explorer.train()
-    assert finetuned.config.source == slots.config.hash
+    assert finetuned.config.options.source == slots.config.hash
     assert explorer.layer.options == ()  # a finetuned network has weights, no selection
 
 
 def test_selection_viewer_shows_each_layers_selection() -> None:
     explorer = Explorer("smoke")
     explorer.epochs.value = 1
-    explorer.k.value = 4
+    explorer.controls["k"].value = 4
     result = explorer.train()
     model = result.model("best")
     layers = selecting_layers(model)
@@ -127,22 +127,26 @@ def test_layer_selection_is_the_greedy_index(tmp_path: Path) -> None:
         RunConfig(dataset="synthetic", epochs=1, k=3, train_size=128, val_size=100), root=tmp_path
     )
     for layer in selecting_layers(result.model("best")).values():
-        assert torch.equal(layer_selection(layer).long(), layer.scores.detach().argmax(0))
+        assert torch.equal(layer.selection().long(), layer.scores.detach().argmax(0))
 
 
 def test_controls_a_method_ignores_are_disabled_and_left_out_of_its_config() -> None:
     explorer = Explorer("smoke")
-    explorer.k.value = 4
-    explorer.selection.value = "sampled"
-    assert explorer.config().k == 4 and explorer.config().selection == "sampled"
+    explorer.controls["k"].value = 4
+    explorer.controls["selection"].value = "sampled"
+    assert explorer.config().options.k == 4 and explorer.config().options.selection == "sampled"
     explorer.method.value = "dense"
-    assert explorer.k.disabled and explorer.selection.disabled and explorer.source.disabled
+    assert (
+        explorer.controls["k"].disabled
+        and explorer.controls["selection"].disabled
+        and explorer.controls["source"].disabled
+    )
     dense = explorer.config()
-    assert dense == explorer.profile.config(
-        "dense", epochs=explorer.epochs.value
+    assert dense == scaled_config(
+        explorer.scale, "dense", epochs=explorer.epochs.value
     )  # K and selection not passed
     explorer.method.value = "learned"
-    assert not explorer.k.disabled and explorer.config().k == 4
+    assert not explorer.controls["k"].disabled and explorer.config().options.k == 4
 
 
 def greedy(result, which: str, name: str) -> np.ndarray:
@@ -151,7 +155,7 @@ def greedy(result, which: str, name: str) -> np.ndarray:
 
 def test_snapshot_slider_walks_through_the_recorded_selections() -> None:
     explorer = Explorer("smoke")
-    explorer.epochs.value, explorer.k.value = 3, 4
+    explorer.epochs.value, explorer.controls["k"].value = 3, 4
     result = explorer.train()
     epochs = [s.epoch for s in load_snapshots(result)]
     assert epochs == [0, 1, 2, 3]
@@ -194,7 +198,9 @@ def test_every_registered_method_trains_from_the_explorer() -> None:
     for method in METHODS:
         explorer.method.value = method
         if method == "finetune":
-            explorer.source.value = explorer.source.options[-1]  # the slots run trained first
+            explorer.controls["source"].value = explorer.controls["source"].options[
+                -1
+            ]  # the slots run trained first
         result = explorer.train()
         assert result is not None, (method, explorer.status.value)
         assert result.config.method == method and result.config.dataset == "synthetic"

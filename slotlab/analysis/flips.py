@@ -1,14 +1,16 @@
 """Weight-flip rates: how many connections change their selection between consecutive snapshots.
 
-Slot Machines (Aladago & Torresani 2021, REFERENCE.md §1.6.8) show the percentage of connections whose selected
-slot changed between checkpoints, on a log scale, greedy against sampled selection: sampled selection keeps
-switching. The same count on keep-masks measures mask churn in Edge-Popup and Biprop.
+Slot Machines (Aladago & Torresani, ICML 2021, comparing greedy and probabilistic selection) show the percentage
+of connections whose selected slot changed between checkpoints, on a log scale, greedy against sampled
+selection: sampled selection keeps switching. The same count on keep-masks measures mask churn in Edge-Popup and
+Biprop.
 
     flip rate (layer l, snapshot t) = #{connections c of l : s_t(c) != s_{t-1}(c)} / #connections of l
 
 The whole-network row (layer "all") divides the summed counts by all connections, so large layers weigh more.
 The recorded choice is the deterministic one (``selection()``: the argmax of the scores for slots, also in a
-sampled-selection run), as REFERENCE §1.6.8 computes it; the sampled draws themselves change at every step.
+sampled-selection run), so a flip is a change of the learned choice; the sampled draws themselves change at
+every step.
 """
 
 from __future__ import annotations

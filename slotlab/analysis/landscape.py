@@ -1,6 +1,7 @@
 """Mask similarity landscapes: many runs' masks as points in the plane, and per-layer similarity curves.
 
-Following the mask-diversity study of Iterative Weight Recycling (Gorbett & Whitley 2023, REFERENCE.md §4.6):
+Following the mask-diversity study of Iterative Weight Recycling (Gorbett & Whitley 2023;
+``variability_analysis.py`` in the authors' code, mattgorb/parameter_tiling_and_recycling at commit 420a2c8):
 masks of many runs (score seeds, methods, densities) are compared pairwise, and the distance matrix is embedded
 in 2-D with classical (Torgerson) multidimensional scaling:
 

@@ -1,15 +1,16 @@
 """Weight profiles (LaPerm) and the norms of kept and pruned weights (Iterative Weight Recycling).
 
-Weight profiles (Qiu & Suda 2020, "Train-by-Reconnect", §2; REFERENCE.md §5.6): take a layer's weight with one
-row per output neuron (Linear (out, in); Conv (out, in, kh, kw) flattened to (out, in·kh·kw)), sort every row
-ascending and draw all rows on one axis, position against value. In trained networks the sorted profiles of all
-neurons look alike and like the initial distribution: the locations of the values carry what was learned.
+Weight profiles (Qiu & Suda 2020, "Train-by-Reconnect", §2; ``Profiler`` in the released
+``train_by_reconnect/viz_utils.py``): take a layer's weight with one row per output neuron (Linear (out, in);
+Conv (out, in, kh, kw) flattened to (out, in·kh·kw)), sort every row ascending and draw all rows on one axis,
+position against value. In trained networks the sorted profiles of all neurons look alike and like the initial
+distribution: the locations of the values carry what was learned.
 
-Kept and pruned norms (Gorbett & Whitley 2023, REFERENCE.md §4.6.2): per layer, the Frobenius norm of the random
-weights a mask keeps and of those it prunes; recycling raises the norm of the kept ones. The complement is taken
-with a boolean mask (the reference ``analysis.py`` negates an integer index, ``flatten()[~idx]``, which does not
-give the pruned set). For slot layers "kept" is the selected value of each connection and "pruned" the K - 1
-others.
+Kept and pruned norms (Gorbett & Whitley 2023; ``analysis.py`` and ``figures/norms.py`` in the authors' code at
+commit 420a2c8): per layer, the Frobenius norm of the random weights a mask keeps and of those it prunes;
+recycling raises the norm of the kept ones. The complement is taken with a boolean mask (the authors'
+``analysis.py`` negates an integer index, ``flatten()[~idx]``, which does not give the pruned set). For slot
+layers "kept" is the selected value of each connection and "pruned" the K - 1 others.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Selection snapshots during training, stored compactly in the run folder, and read back after the run.
 
-The flip-rate analyses of Slot Machines (Aladago & Torresani 2021, §1.6.8 of REFERENCE.md: how many connections
-change their slot between checkpoints, greedy versus sampled) and the mask dynamics of Edge-Popup/Biprop need the
-learned choice over training. The released Slot Machines code keeps only materialised weights every 10 epochs;
-here ``Recorder`` keeps the choice itself:
+The flip-rate analyses of Slot Machines (Aladago & Torresani 2021: how many connections change their slot between
+checkpoints, greedy versus sampled selection) and the mask dynamics of Edge-Popup/Biprop need the learned choice
+over training. The released Slot Machines code (maxwell-aladago/slot-machines ``train.py``) keeps only the
+materialised weights, every 10 epochs; here ``Recorder`` keeps the choice itself:
 
     <run folder>/selections/step-00001234-epoch-00003.pt   one file per snapshot, written atomically
 
@@ -31,6 +31,7 @@ from slotlab.analysis.sources import Selections, is_run, selecting_layers, selec
 from slotlab.callback import Callback
 from slotlab.checkpoint import atomic_save, safe_load
 from slotlab.errors import SlotlabError
+from slotlab.runs import Checkpointer
 
 SNAPSHOT_DIR = "selections"
 SNAPSHOT_FORMAT = 1
@@ -113,7 +114,7 @@ class Recorder(Callback):
     def on_train_start(self, trainer) -> None:
         if not selecting_layers(trainer.model):
             raise SlotlabError(
-                f"Recorder found no layer with a selection in the {trainer.config.method} model; "
+                f"Recorder found no layer with a selection in the {trainer.settings.label} model; "
                 f"record slots, Edge-Popup or Biprop runs"
             )
         if not _is_main_process():  # rank 0 alone writes snapshots, and alone has the run folder
@@ -166,8 +167,6 @@ class Recorder(Callback):
     def _run_folder(self, trainer) -> Path:
         if self.path is not None:
             return self.path
-        from slotlab.runs import Checkpointer
-
         folders = [cb.path for cb in trainer.callbacks if isinstance(cb, Checkpointer)]
         if not folders:
             raise SlotlabError(

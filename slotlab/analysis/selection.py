@@ -1,4 +1,4 @@
-"""Which values a Slot Machine selects (Aladago & Torresani 2021, REFERENCE.md §1.6.7).
+"""Which values a Slot Machine selects (Aladago & Torresani 2021, their analysis of the selected weights).
 
 For each connection the K random values W[k, ...] are fixed and the learned choice is k* (greedy: the argmax of
 the scores). Three views of that choice, per layer:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from slotlab.errors import SlotlabError
+from slotlab.runs import open_run
 
 Selections = dict[str, torch.Tensor]  # layer name -> selection, shaped like the layer's weight
 
@@ -28,15 +29,13 @@ WHOLE_NETWORK = "all"  # the layer name of rows that sum over every layer
 
 
 def is_run(source: Any) -> bool:
-    """A ``RunResult`` (duck-typed: this module must not import the trainer)."""
+    """A ``RunResult``, duck-typed: anything with a ``model``, a ``path`` and a ``config``."""
     return hasattr(source, "model") and hasattr(source, "path") and hasattr(source, "config")
 
 
 def as_run(source: Any) -> Any:
     """A ``RunResult`` from a ``RunResult`` or the path of a run folder; anything else is returned as is."""
     if isinstance(source, (str, Path)):
-        from slotlab.runs import open_run
-
         return open_run(source)
     return source
 

@@ -1,7 +1,8 @@
 """Biprop / Multi-Prize Lottery Tickets (Diffenderfer & Kailkhura, ICLR 2021): masked, binarised random weights.
 
 Same learned top-|s| mask M as Edge-Popup; the kept weights are replaced by their sign times one gain per layer
-(REFERENCE §3.1, released ``GetQuantnet_binary``):
+(Diffenderfer & Kailkhura 2021; ``GetQuantnet_binary`` in the released code, chrundle/biprop
+``utils/conv_type.py``):
 
     alpha = sum |W * M| / #kept            (mean |W| over the kept weights, recomputed every forward)
     W_eff = alpha * sign(W) * M            (values in {-alpha, 0, +alpha}: a *ternary* network)
@@ -9,19 +10,18 @@ Same learned top-|s| mask M as Edge-Popup; the kept weights are replaced by thei
 
 sign(0) is taken as +1 (a zero weight has probability zero under every init here).
 
-MPT-1/1 (binary activations): ``BinaryActivation`` = BatchNorm then sign, whose backward is the Bi-Real
-quadratic-spline surrogate dsign(x)/dx ~ 2 (1 - |x|) for |x| <= 1, else 0 (Liu et al. 2018; released
-``BiRealAct``). The BatchNorm is non-affine unless ``learned_bn`` asks for the "+BN" variant. It sits where the
-model puts its activation (conv -> BN -> sign -> max-pool); the released Conv-N models pool before the BN.
-Since sign(BN(x)) is monotone in x, max-pool commutes with it, and only the BatchNorm statistics differ
-(pre-pool instead of post-pool activations). The last layer's output stays real-valued (the models end on a
-linear layer), and so does the first layer's input (the image).
+MPT-1/1 (binary activations): ``slotlab.layers.activations.BinaryActivation`` = BatchNorm then sign, whose
+backward is the Bi-Real quadratic-spline surrogate dsign(x)/dx ~ 2 (1 - |x|) for |x| <= 1, else 0 (Liu et al.
+2018; released ``BiRealAct``). The BatchNorm is non-affine unless ``learned_bn`` asks for the "+BN" variant. It
+sits where the model puts its activation (conv -> BN -> sign -> max-pool); the released ``Conv*_BinAct`` models
+(chrundle/biprop ``models/frankle.py``) pool before the BN. Since sign(BN(x)) is monotone in x, max-pool commutes
+with it, and only the BatchNorm statistics differ (pre-pool instead of post-pool activations). The last layer's
+output stays real-valued (the models end on a linear layer), and so does the first layer's input (the image).
 """
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from slotlab.layers.edge_popup import MaskedLayer, _StraightThroughMask
 
@@ -47,37 +47,3 @@ class BipropLayer(MaskedLayer):
         mask = self.selection()
         codes = torch.where(self.weight >= 0, 1, -1).to(torch.int8) * mask
         return self.alpha(mask), codes
-
-
-class _BiRealSign(torch.autograd.Function):
-    """sign(x) forward; Bi-Real spline surrogate 2 (1 - |x|) on |x| <= 1 backward."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return torch.sign(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return grad * (2 * (1 - x.abs())).clamp_min(0)
-
-
-class _AnyBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """BatchNorm over the channel axis of (N, C) or (N, C, H, W) inputs."""
-
-    def _check_input_dim(self, input: torch.Tensor) -> None:
-        if input.dim() not in (2, 4):
-            raise ValueError(f"expected a 2-D or 4-D input, got {input.dim()}-D")
-
-
-class BinaryActivation(nn.Module):
-    """MPT-1/1 activation: BatchNorm (non-affine unless ``affine``) then sign with the Bi-Real surrogate."""
-
-    def __init__(self, channels: int, is_conv: bool, affine: bool = False) -> None:
-        super().__init__()
-        self.bn = _AnyBatchNorm(channels, affine=affine)
-        self.is_conv = is_conv
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _BiRealSign.apply(self.bn(x))

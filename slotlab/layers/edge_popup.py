@@ -3,10 +3,11 @@
 Every weight ``W`` (frozen, random) has a learned score ``s`` of the same shape. The forward pass keeps the
 ``kept`` connections of largest ``|s|`` (paper §3, "supermask" of density d = fraction kept):
 
-    M = top_kept(|s|),   kept = floor(d * numel + 1/2)    (layer scope; REFERENCE §2.1)
+    M = top_kept(|s|),   kept = floor(d * numel + 1/2)    (layer scope: one top-k per layer)
     W_eff = W * M
 
-and the scores learn through the straight-through estimator (paper Eq. 3, released ``GetSubnet`` + ``abs``):
+and the scores learn through the straight-through estimator (paper Eq. 3; ``GetSubnet`` applied to
+``scores.abs()`` in the released code, allenai/hidden-networks ``utils/conv_type.py``):
 
     dL/ds = sign(s) * dL/dW_eff * W
 
@@ -17,7 +18,8 @@ a stable descending sort's first ``kept`` entries: deterministic, and the same o
 Kept count. ``floor(d * n + 1/2)`` (round half up). The released code keeps ``n - int((1 - d) * n)``, which
 floating point can push one above or below (``(1 - 0.9) * 10 = 0.999...``); the difference is at most one weight.
 
-Inits (REFERENCE §2.2), fan = fan_in, ReLU gain sqrt(2):
+Inits (Ramanujan et al. 2020, the initializations they compare; ``_init_conv`` in the released
+``utils/builder.py``), fan = fan_in, ReLU gain sqrt(2):
     kn         N(0, 2 / fan)                     Kaiming normal
     sc         +-sqrt(2 / fan), random sign       signed Kaiming constant
     kn-scaled  N(0, 2 / (d * fan))               scaled by the fraction *kept*, so that W*M keeps Kaiming's variance
@@ -36,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slotlab.errors import SlotlabError
+from slotlab.layers.activations import BinaryActivation
 from slotlab.layers.factory import LayerFactory, fans
 
 MASK_INITS = ("sc-scaled", "sc", "kn-scaled", "kn")
@@ -70,8 +73,9 @@ def top_mask(magnitude: torch.Tensor, kept: int) -> torch.Tensor:
 class _StraightThroughMask(torch.autograd.Function):
     """Forward: the masked weight, ``W * M`` or, with ``alpha``, ``alpha * sign(W) * M`` (Biprop).
 
-    Backward: dL/ds = sign(s) * dL/dW_eff * W for both rules. For Biprop this is REFERENCE §3.1: the op's
-    backward hands g * |W| to |s| through sign(W), alpha held constant, so sign(W) * |W| = W.
+    Backward: dL/ds = sign(s) * dL/dW_eff * W for both rules. For Biprop this is the backward of the released
+    ``GetQuantnet_binary`` (Diffenderfer & Kailkhura 2021; chrundle/biprop ``utils/conv_type.py``, as corrected
+    in commit ce6a364): it hands g * |W| to |s| through sign(W), alpha held constant, so sign(W) * |W| = W.
     """
 
     @staticmethod
@@ -225,8 +229,6 @@ class MaskFactory(LayerFactory):
     def activation(self) -> nn.Module:
         if not self.binary_activations:
             return nn.ReLU()
-        from slotlab.layers.biprop import BinaryActivation
-
         if self._last_out is None:
             raise SlotlabError("binary activations need a layer before the first activation")
         channels, is_conv = self._last_out

@@ -15,9 +15,17 @@ Layout: values and scores are stored slot-major, shape (K, *weight_shape), so ea
 That makes the argmax a vectorised reduction over planes and lets sampling stream over the K planes with
 one-connection-sized temporaries: no K-sized one-hot (the released code builds ``eye(K)[idx]`` every forward).
 
-Initialisation (REFERENCE §1.2), with fan_in/fan_out of one weight (K ignored):
+How the score gradient reaches the optimiser is the layer's ``grad_path``, one of three strategies
+(``set_grad_path`` installs one; ``use_autograd_grads`` switches a whole model):
+
+    InPlaceGrad   (the default) dS into a buffer the layer keeps between steps, as ``scores.grad``
+    AutogradGrad  dS returned to autograd as usual: ``torch.autograd.grad``, DistributedDataParallel's hooks
+    HandOverGrad  only dL/dW_eff (*weight_shape), kept for ``slotlab.slot_sgd.SlotSGD``, which installs it
+
+Initialisation (Aladago & Torresani, ICML 2021, "Slot Machines", Sec. 3; "code" follows the authors' released
+code), with fan_in/fan_out of one weight (K ignored):
     "paper": W ~ U(-s, s), s = sqrt(2 / (fan_in + fan_out)); S ~ U(0, lambda * s), lambda = 1 (conv), 0.1 (linear)
-    "code":  W ~ U(-s, s), s = sqrt(6 / (fan_in + fan_out)); S ~ U(0, s)   (the released code)
+    "code":  W ~ U(-s, s), s = sqrt(6 / (fan_in + fan_out)); S ~ U(0, s)
 The default is "paper".
 """
 
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import math
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -37,14 +46,121 @@ SLOT_INITS = ("paper", "code")
 SELECTIONS = ("greedy", "sampled")
 
 
+class GradPath:
+    """How a slot layer's backward delivers the straight-through score gradient dS[k] = dW_eff * W[k].
+
+    A strategy serves one layer (``SlotLayer.set_grad_path`` refuses one installed on another layer): the
+    stateful ones keep that layer's buffers. A copy (``copy.deepcopy`` of a model, pickling) belongs to no layer
+    until installed.
+    """
+
+    _owner: weakref.ref | None = None
+
+    def backward(self, layer: SlotLayer, values: torch.Tensor, grad: torch.Tensor) -> torch.Tensor | None:
+        """What autograd gets for the scores: dS (K, *weight_shape), or None where the gradient went elsewhere.
+
+        values: (K, *weight_shape), the frozen W; grad: (1, *weight_shape) contiguous, dL/dW_eff.
+        """
+        raise NotImplementedError
+
+    def score_grad(self, layer: SlotLayer) -> torch.Tensor | None:
+        """dL/dS (K, *weight_shape) of the backward passes since the last zero_grad, or None."""
+        return layer.scores.grad
+
+    def _bind(self, layer: SlotLayer) -> None:
+        owner = self._owner() if self._owner is not None else None
+        if owner is not None and owner is not layer:
+            raise ValueError(
+                f"this {type(self).__name__} serves another slot layer; give each layer its own instance"
+            )
+        self._owner = weakref.ref(layer)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_owner", None)
+        return state
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class AutogradGrad(GradPath):
+    """dS = W * dW_eff (K, *weight_shape), a fresh tensor handed back to autograd: what ``torch.autograd.grad``
+    and DistributedDataParallel's gradient hooks see, and what an ordinary autograd Function would do."""
+
+    def backward(self, layer: SlotLayer, values: torch.Tensor, grad: torch.Tensor) -> torch.Tensor | None:
+        return values * grad
+
+
+class InPlaceGrad(GradPath):
+    """dS written into a K-sized buffer (K, *weight_shape) kept between steps and set as ``scores.grad``;
+    accumulated with ``addcmul_`` while ``scores.grad`` exists (several backward passes sum, as in autograd).
+
+    Why: a fresh K-sized tensor every step costs the CPU more in page faults than the multiplication itself.
+    The buffer is scratch memory: copies of the strategy start without it. ``torch.autograd.grad`` and DDP do not
+    see this gradient (it bypasses autograd); use ``AutogradGrad`` there.
+    """
+
+    def __init__(self) -> None:
+        self.buffer: torch.Tensor | None = None  # (K, *weight_shape)
+
+    def backward(self, layer: SlotLayer, values: torch.Tensor, grad: torch.Tensor) -> torch.Tensor | None:
+        scores = layer.scores
+        if scores.grad is None:
+            buffer = self.buffer
+            if buffer is None or buffer.shape != values.shape or buffer.device != values.device:
+                buffer = self.buffer = torch.empty_like(values)
+            scores.grad = torch.mul(values, grad, out=buffer)
+        else:
+            scores.grad.addcmul_(values, grad)
+        return None
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state["buffer"] = None
+        return state
+
+
+class HandOverGrad(GradPath):
+    """Only dL/dW_eff, kept in ``pending`` (*weight_shape) and summed over backward passes; ``scores.grad`` stays
+    unset. ``slotlab.slot_sgd.SlotSGD`` installs it and applies dS[k] = dW_eff * W[k] inside its fused update.
+
+    Why: materialising dS costs 2K floats of memory traffic per connection and step (the backward writes it, the
+    optimiser reads it back), on top of the 5K the update itself moves. ``previous`` is the strategy it replaced,
+    which its owner puts back; a copy of the layer is not in the optimiser's charge and gets a copy of
+    ``previous`` instead (a deep-copied model trains with any optimiser).
+    """
+
+    def __init__(self, previous: GradPath | None = None) -> None:
+        self.previous = previous if previous is not None else InPlaceGrad()
+        self.pending: torch.Tensor | None = None  # (*weight_shape)
+
+    def backward(self, layer: SlotLayer, values: torch.Tensor, grad: torch.Tensor) -> torch.Tensor | None:
+        if self.pending is None:
+            self.pending = grad.squeeze(0)
+        else:
+            self.pending.add_(grad.squeeze(0))
+        return None
+
+    def score_grad(self, layer: SlotLayer) -> torch.Tensor | None:
+        if layer.scores.grad is not None:
+            return layer.scores.grad
+        if self.pending is None:
+            return None
+        return layer.values * self.pending.unsqueeze(0)
+
+    def clear(self) -> None:
+        self.pending = None
+
+    def __reduce__(self):
+        return self.previous.__reduce_ex__(2)
+
+
 class _StraightThroughSelect(torch.autograd.Function):
     """Forward: W_eff = W[k*] with k* from ``index`` (sampled) or the greedy rule (``index`` None).
 
-    Backward: the gradient passes straight through to every slot's score, dS[k] = dW_eff * W[k]. With
-    ``layer.grad_in_place`` (the default) the K-sized score gradient is written into a buffer the layer keeps
-    between steps instead of a fresh allocation: a fresh K-sized tensor every step costs the CPU more in page
-    faults than the multiplication itself. Set it to False to get the gradient through autograd as usual
-    (``torch.autograd.grad``, DistributedDataParallel hooks).
+    Backward: the gradient passes straight through to every slot's score, dS[k] = dW_eff * W[k], delivered by
+    the layer's ``grad_path`` (see ``GradPath``).
     """
 
     @staticmethod
@@ -62,23 +178,7 @@ class _StraightThroughSelect(torch.autograd.Function):
         # contiguous: the weight gradient of F.linear arrives transposed, and a strided broadcast is ~5x slower
         grad = grad_weight.contiguous().unsqueeze(0)
         layer = ctx.layer
-        if not layer.grad_in_place:
-            return values * grad, None, None, None
-        if layer.hand_over_grad:  # slotlab.slot_sgd.SlotSGD applies dS[k] = dW_eff * W[k] inside its update
-            if layer.pending_grad is None:
-                layer.pending_grad = grad.squeeze(0)
-            else:
-                layer.pending_grad.add_(grad.squeeze(0))
-            return None, None, None, None
-        scores = layer.scores
-        if scores.grad is None:
-            buffer = layer._grad_buffer
-            if buffer is None or buffer.shape != values.shape or buffer.device != values.device:
-                buffer = layer._grad_buffer = torch.empty_like(values)
-            scores.grad = torch.mul(values, grad, out=buffer)
-        else:  # accumulate, as autograd would
-            scores.grad.addcmul_(values, grad)
-        return None, None, None, None
+        return layer.grad_path.backward(layer, values, grad), None, None, None
 
 
 def greedy_index(scores: torch.Tensor) -> torch.Tensor:
@@ -169,11 +269,8 @@ class SlotLayer(nn.Module):
         self.register_buffer("values", torch.empty((k, *weight_shape)))
         self.scores = nn.Parameter(torch.empty((k, *weight_shape)))
         self.generator: torch.Generator | None = None  # for sampled selection; set by the trainer
-        self.grad_in_place = True
-        self._grad_buffer: torch.Tensor | None = None
-        # set by slotlab.slot_sgd.SlotSGD: the backward keeps dL/dW_eff here instead of the K-sized score gradient
-        self.hand_over_grad = False
-        self.pending_grad: torch.Tensor | None = None  # (*weight_shape)
+        self.grad_path: GradPath = InPlaceGrad()
+        self.grad_path._bind(self)
 
     def _bound(self) -> float:
         fan_in, fan_out = fans(self.weight_shape)
@@ -195,15 +292,19 @@ class SlotLayer(nn.Module):
         """The greedy slot index per connection, (*weight_shape), uint8 (int16 when K > 256): what analyses record."""
         return greedy_index(self.scores).to(torch.uint8 if self.k <= 256 else torch.int16)
 
+    def set_grad_path(self, path: GradPath) -> GradPath:
+        """Install ``path`` as this layer's score-gradient strategy; returns the one it replaces."""
+        if not isinstance(path, GradPath):
+            raise TypeError(f"grad_path must be a GradPath, not {type(path).__name__}")
+        path._bind(self)
+        previous, self.grad_path = self.grad_path, path
+        return previous
+
     @torch.no_grad()
     def score_grad(self) -> torch.Tensor | None:
-        """dL/dS (K, *weight_shape) of the last backward: ``scores.grad``, or built from the gradient handed over
-        to ``SlotSGD`` (whose step consumes it); None when there is neither."""
-        if self.scores.grad is not None:
-            return self.scores.grad
-        if self.pending_grad is None:
-            return None
-        return self.values * self.pending_grad.unsqueeze(0)
+        """dL/dS (K, *weight_shape) of the last backward passes, whatever the strategy: ``scores.grad``, or built
+        from the dL/dW_eff handed over to ``SlotSGD`` (whose step consumes it); None when there is neither."""
+        return self.grad_path.score_grad(self)
 
     def _rule(self) -> str:
         return self.train_selection if self.training else self.eval_selection
@@ -215,6 +316,15 @@ class SlotLayer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.weight_shape}, k={self.k}, selection={self.train_selection}, init={self.init}"
+
+
+def use_autograd_grads(model: nn.Module) -> int:
+    """Give every slot layer of ``model`` its own ``AutogradGrad`` (for DDP or ``torch.autograd.grad``); returns
+    how many layers it switched. A layer a ``SlotSGD`` had in charge then takes that optimiser's plain SGD step."""
+    layers = [m for m in model.modules() if isinstance(m, SlotLayer)]
+    for layer in layers:
+        layer.set_grad_path(AutogradGrad())
+    return len(layers)
 
 
 class SlotLinear(SlotLayer):

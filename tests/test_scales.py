@@ -1,10 +1,11 @@
-"""Profiles: SLOTLAB_PROFILE, the methods' recipes and the notebooks' configs."""
+"""Scales: SLOTLAB_SCALE, the methods' recipes at each scale and the notebooks' configs."""
 
 import pytest
 
-from slotlab.config import RunConfig
+from slotlab.config import RunConfig, scaled_config
 from slotlab.errors import SlotlabError
-from slotlab.profiles import NOTEBOOKS, PROFILES, get_profile, notebook_configs
+from slotlab.notebooks import NOTEBOOKS, notebook_configs
+from slotlab.scales import SCALES, get_scale
 
 
 def all_configs(value) -> list[RunConfig]:
@@ -15,14 +16,14 @@ def all_configs(value) -> list[RunConfig]:
 
 
 def test_profile_comes_from_the_environment(monkeypatch) -> None:
-    monkeypatch.setenv("SLOTLAB_PROFILE", "smoke")
-    assert get_profile().name == "smoke"
-    monkeypatch.delenv("SLOTLAB_PROFILE")
-    assert get_profile().name == "laptop"
-    assert get_profile("paper").name == "paper"
-    monkeypatch.setenv("SLOTLAB_PROFILE", "huge")
-    with pytest.raises(SlotlabError, match="valid profiles: smoke, laptop, paper"):
-        get_profile()
+    monkeypatch.setenv("SLOTLAB_SCALE", "smoke")
+    assert get_scale().name == "smoke"
+    monkeypatch.delenv("SLOTLAB_SCALE")
+    assert get_scale().name == "laptop"
+    assert get_scale("paper").name == "paper"
+    monkeypatch.setenv("SLOTLAB_SCALE", "huge")
+    with pytest.raises(SlotlabError, match="valid scales: smoke, laptop, paper"):
+        get_scale()
 
 
 def test_smoke_configs_of_every_notebook_are_tiny_and_synthetic() -> None:
@@ -40,43 +41,46 @@ def test_laptop_and_paper_use_the_real_data() -> None:
 
 
 def test_paper_recipe_for_slot_machines() -> None:
-    paper = PROFILES["paper"]
-    greedy8, greedy16 = paper.config("slots", k=8), paper.config("slots", k=16)
+    paper = SCALES["paper"]
+    greedy8, greedy16 = scaled_config(paper, "slots", k=8), scaled_config(paper, "slots", k=16)
     assert (greedy8.lr, greedy16.lr) == (0.2, 0.1)
     assert greedy8.schedule == "restarts" and greedy8.milestones == (25, 75) and greedy8.epochs == 200
     assert greedy8.weight_decay == 1e-4 and greedy8.momentum == 0.9
-    assert paper.config("slots", k=8, selection="sampled").lr == 25.0
-    assert paper.config("slots", model="vgg19", dataset="cifar10").epochs == 220
-    assert paper.config("learned").lr == 0.01
+    assert scaled_config(paper, "slots", k=8, selection="sampled").lr == 25.0
+    assert scaled_config(paper, "slots", model="vgg19", dataset="cifar10").epochs == 220
+    assert scaled_config(paper, "learned").lr == 0.01
 
 
 def test_the_callers_fields_win_over_the_recipe() -> None:
-    laptop = PROFILES["laptop"]
-    config = laptop.config("slots", k=4, lr=0.3, epochs=3, score_seed=7)
-    assert (config.k, config.lr, config.epochs, config.score_seed) == (4, 0.3, 3, 7)
-    assert laptop.config("slots").epochs == laptop.epochs
+    laptop = SCALES["laptop"]
+    config = scaled_config(laptop, "slots", k=4, lr=0.3, epochs=3, score_seed=7)
+    assert (config.options.k, config.lr, config.epochs, config.score_seed) == (4, 0.3, 3, 7)
+    assert scaled_config(laptop, "slots").epochs == laptop.epochs
     with pytest.raises(SlotlabError, match="unknown config fields"):
-        laptop.config("slots", kk=4)
+        scaled_config(laptop, "slots", kk=4)
 
 
 def test_finetune_config_names_its_source_by_hash() -> None:
     configs = notebook_configs("01_slot_machines_mnist", "smoke")
-    assert configs["finetune"].source == configs["source"].hash
+    assert configs["finetune"].options.source == configs["source"].hash
     with pytest.raises(SlotlabError, match="known notebooks"):
         notebook_configs("99_nothing", "smoke")
 
 
 def test_k1_is_trained_one_epoch_since_it_cannot_learn() -> None:
     configs = notebook_configs("01_slot_machines_mnist", "laptop")
-    assert configs["greedy"][1].epochs == 1 and configs["greedy"][8].epochs == PROFILES["laptop"].epochs
+    assert configs["greedy"][1].epochs == 1 and configs["greedy"][8].epochs == SCALES["laptop"].epochs
     assert notebook_configs("00_quickstart", "laptop")["random"].epochs == 1
 
 
 def test_run_all_keeps_the_shape_and_the_table_has_a_row_per_run() -> None:
-    from slotlab.profiles import results_table, run_all
+    from slotlab.notebooks import results_table, run_all
 
-    smoke = PROFILES["smoke"]
-    configs = {"sweep": {2: smoke.config("slots", k=2, epochs=1)}, "list": [smoke.config("dense", epochs=1)]}
+    smoke = SCALES["smoke"]
+    configs = {
+        "sweep": {2: scaled_config(smoke, "slots", k=2, epochs=1)},
+        "list": [scaled_config(smoke, "dense", epochs=1)],
+    }
     runs = run_all(configs)
     assert runs["sweep"][2].config == configs["sweep"][2] and runs["list"][0].config == configs["list"][0]
     table = results_table(runs["sweep"], label="K")
@@ -88,24 +92,29 @@ def test_run_all_keeps_the_shape_and_the_table_has_a_row_per_run() -> None:
 
 def test_laperm_trains_with_adam_inside_as_in_its_paper() -> None:
     for name in ("laptop", "paper"):
-        config = PROFILES[name].config("laperm", sync_period=20)
-        assert (config.optimizer, config.lr, config.sync_period) == ("adam", 1e-3, 20)
+        config = scaled_config(name, "laperm", sync_period=20)
+        assert (config.optimizer, config.lr, config.options.sync_period) == ("adam", 1e-3, 20)
     weight_agnostic = notebook_configs("07_laperm", "paper")["weight_agnostic"]
     assert (weight_agnostic.model, weight_agnostic.epochs, weight_agnostic.batch_size) == ("f2", 25, 128)
-    assert weight_agnostic.shared_value == 0.03 and weight_agnostic.init_density == "1/15,1/7,1/3"
+    assert (
+        weight_agnostic.options.shared_value == 0.03
+        and weight_agnostic.options.init_density == "1/15,1/7,1/3"
+    )
 
 
 def test_mask_recipes_follow_the_papers() -> None:
-    paper = PROFILES["paper"]
-    edge_popup = paper.config("edge-popup", density=0.3)
+    paper = SCALES["paper"]
+    edge_popup = scaled_config(paper, "edge-popup", density=0.3)
     assert (edge_popup.lr, edge_popup.schedule, edge_popup.epochs, edge_popup.weight_decay) == (
         0.1,
         "cosine",
         100,
         1e-4,
     )
-    assert paper.config("edge-popup", recycle_rate=0.1).epochs == 250  # Iterative Weight Recycling trains 250
-    binary = paper.config("biprop", binary_activations=True)
+    assert (
+        scaled_config(paper, "edge-popup", recycle_rate=0.1).epochs == 250
+    )  # Iterative Weight Recycling trains 250
+    binary = scaled_config(paper, "biprop", binary_activations=True)
     assert (binary.optimizer, binary.lr, binary.weight_decay) == ("adam", 0.1, 0.0)
     landscape = notebook_configs("06_mask_landscapes", "laptop")["edge-popup"]
     assert (

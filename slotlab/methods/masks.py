@@ -1,0 +1,257 @@
+"""Supermasks over random weights: Edge-Popup, Biprop, and the random-mask baseline, with their periodic edits.
+
+| method      | what is learned                                                        | paper                          |
+|-------------|------------------------------------------------------------------------|--------------------------------|
+| edge-popup  | which connections to keep: the top ``density`` of |scores| (Eq. 3)     | Ramanujan et al., CVPR 2020    |
+| biprop      | the same mask; kept weights become alpha * sign(W) (Alg. 1)            | Diffenderfer & Kailkhura, ICLR 2021 |
+| random-mask | the weights, under a fixed random mask (random pruning)                | the mask papers' sanity baseline |
+
+Options of edge-popup and biprop also turn on, as callbacks of the one training loop:
+- Iterative Weight Recycling (Gorbett & Whitley 2023, Alg. 1): every ``recycle_every`` epochs, the
+  ``recycle_rate`` lowest-score weights of each layer take the values of its highest-score weights;
+- IteRand (Chijiwa et al., NeurIPS 2021, Alg. 1): pruned weights are redrawn with probability ``iterand_rate``;
+- global scope (one threshold across layers) with the density annealed from 0.5 to the target over
+  ``anneal_epochs`` (cubic), as Edge-Popup's global variant trains.
+
+Recipes (Ramanujan et al. 2020 Sec. 4; Diffenderfer & Kailkhura 2021 Sec. 4): SGD lr 0.1, momentum 0.9, weight
+decay 1e-4 on the scores, cosine, 100 epochs (250 with recycling, as Gorbett & Whitley train); binary activations
+use Adam at lr 0.1 without weight decay (the released Biprop code passes none to Adam). The random-mask baseline
+trains its weights as dense networks do: lr 0.01, cosine, 100 epochs (lr 0.05 at the CPU scales).
+
+The compact export stores 1 bit per connection (the keep-mask) plus, for the kept positions only, the weights that
+no longer equal what the seed regenerates: a recycled value as the index of the initial weight it copies (IWR's
+"no new random values"), any other value as a float. Biprop networks export as what they compute, a ternary
+network with weights in {-alpha, 0, +alpha}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from slotlab.bitpack import pack_indices, unpack_indices
+from slotlab.callback import Callback
+from slotlab.errors import SlotlabError
+from slotlab.global_mask import DensityAnnealing, attach_global_scope
+from slotlab.init import initialize
+from slotlab.layers.biprop import BipropLayer
+from slotlab.layers.edge_popup import MASK_INITS, EdgePopupLayer, MaskedLayer, MaskFactory
+from slotlab.layers.factory import LayerFactory
+from slotlab.layers.random_mask import RandomMaskLayer
+from slotlab.methods.base import Method, Options, Range, RunSpec, SourceNetwork, option
+from slotlab.models import Network, build_model
+from slotlab.recycle import IteRand, WeightRecycling
+from slotlab.scales import Scale
+
+SCOPES = ("layer", "global")
+
+
+def _check_density(density: float) -> None:
+    if not 0 < density <= 1:
+        raise SlotlabError(f"density must be in (0, 1] (the fraction of weights kept), got {density}")
+
+
+@dataclass(frozen=True)
+class FixedMaskOptions(Options):
+    """The options every mask method has."""
+
+    density: float = option(0.5, "fraction of weights kept, in (0, 1]", control=Range(0.05, 1.0, 0.05))
+    scope: str = option(
+        "layer", "layer (top density of each layer) or global (one threshold across layers)", SCOPES
+    )
+    binary_activations: bool = option(
+        False, "BatchNorm + sign activations with the Bi-Real surrogate (MPT-1/1)"
+    )
+    learned_bn: bool = option(False, "learn BatchNorm scale and shift (the '+BN' variants)")
+
+    def check(self) -> None:
+        _check_density(self.density)
+
+
+@dataclass(frozen=True)
+class MaskOptions(FixedMaskOptions):
+    """Edge-Popup's and Biprop's options: a learned mask, and the periodic edits that act on it."""
+
+    anneal_epochs: int = option(
+        10,
+        "global scope, density <= 0.5: epochs over which the training density falls from 0.5 to the target (cubic)",
+    )
+    recycle_rate: float = option(
+        0.0, "Iterative Weight Recycling: fraction of each layer's weights recycled per round (0: off)"
+    )
+    recycle_every: int = option(
+        3, "recycling and IteRand: rounds every this many epochs (or steps, see --recycle-unit)"
+    )
+    recycle_unit: str = option("epoch", "recycling and IteRand: epoch or step", ("epoch", "step"))
+    recycle_donor: str = option(
+        "top",
+        "recycling: top (copy the highest-score values) or next-lowest (the ablation)",
+        ("top", "next-lowest"),
+    )
+    recycle_warmup: int = option(0, "recycling and IteRand: no round before this many epochs (or steps)")
+    iterand_rate: float = option(
+        0.0, "IteRand: probability that a pruned weight is redrawn per round (0: off)"
+    )
+
+    def check(self) -> None:
+        super().check()
+        for name in ("recycle_rate", "iterand_rate"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise SlotlabError(f"{name} must be in [0, 1] (0 turns it off), got {value}")
+        if self.recycle_donor == "next-lowest" and self.recycle_rate > 0.5:
+            raise SlotlabError(
+                f"recycle_donor next-lowest takes the 2n lowest-score weights, so recycle_rate must be <= 0.5, "
+                f"got {self.recycle_rate}"
+            )
+        if self.recycle_every < 1:
+            raise SlotlabError(f"recycle_every must be >= 1, got {self.recycle_every}")
+        for name in ("recycle_warmup", "anneal_epochs"):
+            if getattr(self, name) < 0:
+                raise SlotlabError(f"{name} must be >= 0, got {getattr(self, name)}")
+        # options that would change the run's hash and nothing else
+        changed = self.changed()
+        if self.recycle_rate == 0 and self.iterand_rate == 0:
+            idle = [n for n in ("recycle_every", "recycle_unit", "recycle_warmup") if n in changed]
+            if idle:
+                raise SlotlabError(
+                    f"{', '.join(idle)} set while recycling and IteRand are off; give --recycle-rate or "
+                    f"--iterand-rate, or leave {idle[0]} out"
+                )
+        if "recycle_donor" in changed and self.recycle_rate == 0:
+            raise SlotlabError(
+                "recycle_donor set while recycling is off; give --recycle-rate or leave it out"
+            )
+        if "anneal_epochs" in changed and self.scope != "global":
+            raise SlotlabError(
+                "anneal_epochs applies to the global scope; give --scope global or leave it out"
+            )
+
+
+class _MaskMethod(Method):
+    compact_export = True
+    layer_class: ClassVar[type[MaskedLayer]]
+
+    def layer_factory(self, config: RunSpec) -> LayerFactory:
+        o = config.options
+        return MaskFactory(
+            self.layer_class,
+            o.density,
+            self.init_name(config),
+            bn_affine=o.learned_bn,
+            binary_activations=o.binary_activations,
+        )
+
+    def initial_network(
+        self,
+        config: RunSpec,
+        input_shape: tuple[int, int, int],
+        num_classes: int,
+        source: SourceNetwork | None = None,
+    ) -> Network:
+        model = build_model(config.model, self.layer_factory(config), input_shape, num_classes)
+        if config.options.scope == "global":
+            attach_global_scope(model, config.options.density)
+        return initialize(model, config.weight_seed, config.score_seed)
+
+    def recipe(self, scale: Scale, chosen: Mapping[str, Any]) -> dict[str, Any]:
+        common: dict[str, Any] = {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "optimizer": "sgd"}
+        if chosen.get("binary_activations"):
+            common = {"lr": 0.1, "weight_decay": 0.0, "optimizer": "adam"}
+        if scale.is_paper:
+            edited = chosen.get("recycle_rate", 0) or chosen.get("iterand_rate", 0)
+            return {**common, "schedule": "cosine", "milestones": (), "epochs": 250 if edited else 100}
+        return {**common, **scale.short_schedule()}
+
+    def callbacks(self, config: RunSpec) -> list[Callback]:
+        o = config.options
+        callbacks: list[Callback] = []
+        if o.scope == "global" and o.density <= 0.5 and o.anneal_epochs > 0:
+            callbacks.append(DensityAnnealing(o.anneal_epochs))
+        schedule = dict(every=o.recycle_every, unit=o.recycle_unit, warmup=o.recycle_warmup)
+        if o.recycle_rate > 0:
+            callbacks.append(WeightRecycling(o.recycle_rate, donor=o.recycle_donor, **schedule))
+        if o.iterand_rate > 0:
+            callbacks.append(IteRand(o.iterand_rate, seed=config.weight_seed, **schedule))
+        return callbacks
+
+    # --- compact export: a bitset of the mask, and the kept weights the seed does not regenerate ---------------
+    def encode_layer(self, layer: nn.Module, initial: nn.Module) -> dict[str, Any] | None:
+        if not isinstance(layer, MaskedLayer):
+            return None
+        mask = layer.selection().reshape(-1).cpu()
+        weight = layer.weight.detach().reshape(-1).cpu()
+        start = initial.weight.detach().reshape(-1).cpu()
+        changed = torch.nonzero(mask & (weight != start)).reshape(-1)
+        values = weight[changed]
+        ordered, order = torch.sort(start)
+        at = torch.searchsorted(ordered, values).clamp(max=max(len(ordered) - 1, 0))
+        found = ordered[at] == values if len(ordered) else torch.zeros(0, dtype=torch.bool)
+        return {
+            "bits": 1,
+            "count": mask.numel(),
+            "packed": pack_indices(mask, 1),
+            "copied_at": changed[found].to(torch.int32),
+            "copied_from": order[at[found]].to(torch.int32),
+            "new_at": changed[~found].to(torch.int32),
+            "new_values": values[~found],
+        }
+
+    def decode_layer(self, layer: nn.Module, entry: Mapping[str, Any]) -> None:
+        keep = unpack_indices(entry["packed"], entry["bits"], entry["count"]).view(layer.weight_shape)
+        flat = layer.weight.view(-1)
+        copies = flat[entry["copied_from"].long()].clone()  # sources index the *initial* weights
+        flat[entry["new_at"].long()] = entry["new_values"].to(flat.dtype)
+        flat[entry["copied_at"].long()] = copies
+        layer.scores.copy_(keep.to(layer.scores.dtype))  # |score| 1 where kept: the rule picks the mask
+
+    def describe_compact(self, config: RunSpec, stored_bytes: int, connections: int) -> str:
+        return (
+            f"{stored_bytes} bytes of masks (1 bit x {connections} connections) and kept weights the seed does "
+            f"not regenerate, plus seeds and config"
+        )
+
+
+class EdgePopup(_MaskMethod):
+    name = "edge-popup"
+    description = "Edge-Popup: keep the top --density of |scores| (inits sc-scaled|sc|kn-scaled|kn)"
+    options_type = MaskOptions
+    inits = MASK_INITS
+    layer_class = EdgePopupLayer
+
+
+class Biprop(_MaskMethod):
+    name = "biprop"
+    description = "Biprop: Edge-Popup mask, kept weights alpha*sign(W) (inits kn-scaled|kn|sc-scaled|sc)"
+    options_type = MaskOptions
+    inits = ("kn-scaled", "kn", "sc-scaled", "sc")
+    layer_class = BipropLayer
+
+    def describe_compact(self, config: RunSpec, stored_bytes: int, connections: int) -> str:
+        return (
+            super().describe_compact(config, stored_bytes, connections)
+            + " (a ternary network, weights in {-alpha, 0, +alpha})"
+        )
+
+
+class RandomMask(_MaskMethod):
+    name = "random-mask"
+    description = (
+        "baseline: weights trained under a fixed random mask of --density (inits kn|kn-scaled|sc|sc-scaled)"
+    )
+    options_type = FixedMaskOptions
+    inits = ("kn", "kn-scaled", "sc", "sc-scaled")
+    layer_class = RandomMaskLayer
+
+    def recipe(self, scale: Scale, chosen: Mapping[str, Any]) -> dict[str, Any]:
+        common = {"momentum": 0.9, "weight_decay": 1e-4, "optimizer": "sgd"}
+        if scale.is_paper:
+            return {**common, "lr": 0.01, "schedule": "cosine", "milestones": (), "epochs": 100}
+        return {**common, **scale.short_schedule(), "lr": 0.05}
+
+    def callbacks(self, config: RunSpec) -> list[Callback]:
+        return []  # the mask is fixed from the start: nothing to anneal, recycle or redraw

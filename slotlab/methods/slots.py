@@ -1,0 +1,231 @@
+"""Slot Machines (Aladago & Torresani, ICML 2021, arXiv 2101.06475) and its two learned-weight baselines.
+
+| method   | what is learned                                                                  | paper          |
+|----------|----------------------------------------------------------------------------------|----------------|
+| slots    | which of K fixed random values each connection uses (Eq. 1-3)                    | Sec. 3         |
+| learned  | the weights, started from a uniformly random choice among the same K values      | Sec. 4.2       |
+| finetune | the weights, started from a finished slots run's found network                   | Sec. 4.4       |
+
+Recipes (Sec. 4.1 and the released code): SGD with momentum 0.9 and weight decay 1e-4 on the scores; greedy
+selection lr 0.2 for K <= 8 and 0.1 above, sampled selection lr 25; cosine warm restarts at epochs 25 and 75 over
+200 epochs (220 for VGG-19). The learned baselines train 200 epochs on Lenet-300-100, 330 on Conv-2/4/6 and 320 on
+VGG-19 at lr 0.01; finetuning trains half that. The CPU scales keep the slots' learning rates on one cosine decay,
+and the baselines use lr 0.05, which converges within a few epochs.
+
+The compact export stores ceil(log2 K) bits per connection (the greedy slot index), since the weight seed
+regenerates all K values (Sec. 5, "storage").
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from slotlab.bitpack import bits_per_connection, pack_indices, unpack_indices
+from slotlab.errors import SlotlabError
+from slotlab.init import initialize, random_weight_layers, stream_seed
+from slotlab.layers.dense import DENSE_INITS, DenseFactory
+from slotlab.layers.factory import LayerFactory
+from slotlab.layers.plain import to_plain
+from slotlab.layers.slot import SELECTIONS, SLOT_INITS, SlotFactory, SlotLayer, greedy_index
+from slotlab.methods.base import Method, Options, RunSpec, SourceNetwork, SourceRun, Steps, Toggle, option
+from slotlab.methods.dense import RESTARTS, SGD, dense_recipe, paper_epochs
+from slotlab.models import Network, build_model
+from slotlab.scales import Scale
+
+K_STEPS = (1, 2, 4, 8, 16, 32, 64)
+
+
+def _check_k(k: int) -> None:
+    if k < 1:
+        raise SlotlabError(f"k (values per connection) must be a whole number >= 1, got {k}")
+
+
+@dataclass(frozen=True)
+class SlotOptions(Options):
+    k: int = option(8, "random values per connection (K)", control=Steps(K_STEPS))
+    selection: str = option(
+        "greedy",
+        "greedy (argmax of scores) or sampled (softmax of scores) during training",
+        SELECTIONS,
+        Toggle(),
+    )
+    eval_selection: str = option(
+        "greedy", "selection at evaluation (greedy unless asked otherwise)", SELECTIONS
+    )
+
+    def check(self) -> None:
+        _check_k(self.k)
+
+
+class Slots(Method):
+    compact_export = True
+    name = "slots"
+    description = "Slot Machines: pick one of K random values per connection"
+    options_type = SlotOptions
+    inits = SLOT_INITS
+
+    def layer_factory(self, config: RunSpec) -> LayerFactory:
+        o: SlotOptions = config.options
+        return SlotFactory(o.k, o.selection, self.init_name(config), eval_selection=o.eval_selection)
+
+    def recipe(self, scale: Scale, chosen: Mapping[str, Any]) -> dict[str, Any]:
+        k = int(chosen.get("k", SlotOptions.k))
+        lr = 25.0 if chosen.get("selection") == "sampled" else (0.2 if k <= 8 else 0.1)
+        if scale.is_paper:
+            return {**SGD, "lr": lr, **RESTARTS, "epochs": paper_epochs(chosen["model"], slots=True)}
+        return {**SGD, "lr": lr, **scale.short_schedule()}
+
+    def encode_layer(self, layer: nn.Module, initial: nn.Module) -> dict[str, Any] | None:
+        if not isinstance(layer, SlotLayer):
+            return None
+        if layer.eval_selection != "greedy":
+            raise SlotlabError(
+                "this network evaluates with sampled selection; the compact export needs greedy"
+            )
+        bits = bits_per_connection(layer.k)
+        index = greedy_index(layer.scores.detach())
+        return {"bits": bits, "count": index.numel(), "packed": pack_indices(index, bits)}
+
+    def decode_layer(self, layer: nn.Module, entry: Mapping[str, Any]) -> None:
+        index = unpack_indices(entry["packed"], entry["bits"], entry["count"]).view(layer.weight_shape)
+        layer.scores.zero_().scatter_(0, index.unsqueeze(0), 1.0)  # greedy selection now picks ``index``
+
+    def describe_compact(self, config: RunSpec, stored_bytes: int, connections: int) -> str:
+        bits = bits_per_connection(config.options.k)
+        return f"{stored_bytes} bytes of selections ({bits} bits x {connections} connections) plus seeds and config"
+
+
+@dataclass(frozen=True)
+class LearnedOptions(Options):
+    k: int = option(8, "the K slot values the random start chooses among", control=Steps(K_STEPS[1:]))
+
+    def check(self) -> None:
+        _check_k(self.k)
+
+
+class Learned(Method):
+    name = "learned"
+    description = "trained weights started from a random choice among K slot values"
+    options_type = LearnedOptions
+    inits = SLOT_INITS
+
+    def initial_network(
+        self,
+        config: RunSpec,
+        input_shape: tuple[int, int, int],
+        num_classes: int,
+        source: SourceNetwork | None = None,
+    ) -> Network:
+        """Dense weights, each drawn uniformly from the K values a slot machine with this weight seed holds."""
+        factory = SlotFactory(config.options.k, init=self.init_name(config))
+        slots = initialize(
+            build_model(config.model, factory, input_shape, num_classes),
+            config.weight_seed,
+            config.score_seed,
+        )
+        choice = torch.Generator().manual_seed(stream_seed("learned-choice", config.score_seed))
+        with torch.no_grad():
+            for _, layer in random_weight_layers(slots):
+                index = torch.randint(0, layer.k, layer.weight_shape, generator=choice)
+                layer.scores.zero_().scatter_(
+                    0, index.unsqueeze(0), 1.0
+                )  # greedy selection now picks ``index``
+        return to_plain(slots)
+
+    def recipe(self, scale: Scale, chosen: Mapping[str, Any]) -> dict[str, Any]:
+        return dense_recipe(scale, chosen)
+
+
+_HASH = re.compile(r"[0-9a-f]{12}")
+
+
+def source_hash(source: str | Path) -> str:
+    """The 12-digit hash of a run given as its folder (path or name) or as the hash itself."""
+    text = str(source).strip()
+    if _HASH.fullmatch(text):
+        return text
+    path = Path(text)
+    if (path / "config.json").is_file():
+        try:
+            recorded = json.loads((path / "config.json").read_text()).get("hash", "")
+        except (OSError, ValueError, AttributeError):
+            recorded = ""
+        if _HASH.fullmatch(str(recorded)):
+            return str(recorded)
+    tail = path.name.rpartition("-")[2]
+    if _HASH.fullmatch(tail):
+        return tail
+    raise SlotlabError(
+        f"source {text!r} is neither a run folder nor a run's 12-digit hash; pass the folder (or hash) of a "
+        f"finished slots run"
+    )
+
+
+@dataclass(frozen=True)
+class FinetuneOptions(Options):
+    source: str = option(
+        "",
+        "the slots run (its folder or 12-digit hash) whose found network is finetuned",
+        control=SourceRun("slots"),
+    )
+
+    def __post_init__(self) -> None:
+        if self.source:  # one hash for one source, whether given as a folder or as the hash
+            object.__setattr__(self, "source", source_hash(self.source))
+
+    def check(self) -> None:
+        if not self.source:
+            raise SlotlabError(
+                "method finetune needs --source: the run folder or hash of a slots run to finetune"
+            )
+
+
+class Finetune(Method):
+    name = "finetune"
+    description = "trained weights started from a slots run's found network (--source)"
+    options_type = FinetuneOptions
+    inits = DENSE_INITS
+    source_method = "slots"
+
+    def source_of(self, config: RunSpec) -> str | None:
+        return config.options.source
+
+    def layer_factory(self, config: RunSpec) -> LayerFactory:
+        # a slot network's BatchNorm is not affine, and neither is the plain network made of it
+        return DenseFactory(self.init_name(config), bn_affine=False)
+
+    def initial_network(
+        self,
+        config: RunSpec,
+        input_shape: tuple[int, int, int],
+        num_classes: int,
+        source: SourceNetwork | None = None,
+    ) -> Network:
+        if source is None:
+            raise SlotlabError(
+                f"finetune run {config.hash} starts from its source run's network; train it through "
+                f"slotlab.runs.load_or_run, which finds the source under the runs root"
+            )
+        if (source.model, source.dataset) != (config.model, config.dataset):
+            raise SlotlabError(
+                f"source run {source.name} is {source.model} on {source.dataset}; finetune it with --model "
+                f"{source.model} --dataset {source.dataset}"
+            )
+        return to_plain(source.network)
+
+    def architecture(self, config: RunSpec, input_shape: tuple[int, int, int], num_classes: int) -> Network:
+        return build_model(config.model, self.layer_factory(config), input_shape, num_classes)
+
+    def recipe(self, scale: Scale, chosen: Mapping[str, Any]) -> dict[str, Any]:
+        common = {**SGD, "lr": 0.01}
+        if scale.is_paper:
+            return {**common, **RESTARTS, "epochs": paper_epochs(chosen["model"], slots=False) // 2}
+        return {**common, **scale.short_schedule(max(1, scale.epochs // 2))}
