@@ -13,13 +13,14 @@ import argparse
 import os
 import sys
 from dataclasses import fields
+from pathlib import Path
 from typing import NoReturn
 
 import pandas as pd
 
-from slotlab import distributed
+from slotlab import dataset_files, distributed
 from slotlab.config import CHOICES, FIELD_HELP, SEED_FIELDS, RunConfig
-from slotlab.data import DATASETS
+from slotlab.data import DATASETS, data_root
 from slotlab.errors import SlotlabError
 from slotlab.export import export_run
 from slotlab.methods import METHODS, methods_with_option, option_specs
@@ -86,6 +87,23 @@ def _parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="write a run's found network: a plain model and a compact file")
     export.add_argument("run", help="run folder (or its hash)")
     export.add_argument("--runs", default=None, help="runs folder to look the hash up in")
+    data = sub.add_parser(
+        "data",
+        help="check the MNIST, Fashion-MNIST and CIFAR-10 files against torchvision's MD5s, or download them",
+    )
+    actions = data.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    for action, text in (
+        ("check", "name every dataset file that is missing or damaged"),
+        ("prepare", "download what is missing (online), then check"),
+    ):
+        command = actions.add_parser(action, help=text)
+        command.add_argument("root", nargs="?", help="data root (default: $SLOTLAB_DATA, else data/)")
+        command.add_argument(
+            "--dataset",
+            action="append",
+            choices=list(dataset_files.FILES),
+            help="only this dataset (repeatable)",
+        )
     return parser
 
 
@@ -185,10 +203,18 @@ def _export(args: argparse.Namespace) -> None:
         print(line)
 
 
+def _data(args: argparse.Namespace) -> int:
+    root = Path(args.root).expanduser() if args.root else data_root()
+    run = dataset_files.check if args.action == "check" else dataset_files.prepare
+    statuses = run(root, args.dataset)
+    print(dataset_files.format_report(statuses, root))
+    return 0 if dataset_files.all_ok(statuses) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"train": _train, "sweep": _sweep, "export": _export}[args.command](args) or 0
+        return {"train": _train, "sweep": _sweep, "export": _export, "data": _data}[args.command](args) or 0
     except SlotlabError as error:
         print(f"slotlab: error: {error}", file=sys.stderr)
         return 2

@@ -143,8 +143,8 @@ def prepare_model(model: nn.Module, device: torch.device, ctx: Context) -> nn.Mo
     every rank computes the same random values and in-place edits itself, and broadcasting would both cost
     K-sized traffic every step and hide an edit that differs between ranks.
     """
-    if not ctx.is_distributed:
-        return model
+    if not ctx.is_distributed or not any(p.requires_grad for p in model.parameters()):
+        return model  # one process, or nothing to train (random-slots): no gradients to average
     use_autograd_grads(model)
     device_ids = [device.index] if device.type == "cuda" else None
     ddp = nn.parallel.DistributedDataParallel

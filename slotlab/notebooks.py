@@ -34,7 +34,7 @@ class _At:
         return scaled_config(self.scale, method, **choices)
 
 
-def _random_network(p: Profile, **choices: Any) -> RunConfig:
+def _random_network(p: _At, **choices: Any) -> RunConfig:
     """K = 1: one value per connection, nothing to choose; every epoch evaluates the same network, so one will do."""
     return p.config("slots", k=1, epochs=1, **choices)
 

@@ -207,7 +207,7 @@ def draw_selection(ax: Any, selection: torch.Tensor, title: str = "", k: int | N
 def option_control(spec: OptionSpec) -> w.ValueWidget:
     """The widget of one method option, from the control it declares."""
     style = {"description_width": "initial"}
-    label = spec.name.replace("_", " ")
+    label = spec.label
     control = spec.control
     if isinstance(control, Steps):
         return w.SelectionSlider(options=control.values, value=spec.default, description=label, style=style)
@@ -223,7 +223,7 @@ def option_control(spec: OptionSpec) -> w.ValueWidget:
     if isinstance(control, Toggle):
         return w.ToggleButtons(options=list(spec.choices or ()), value=spec.default, description=label)
     if isinstance(control, SourceRun):
-        return w.Dropdown(options=[""], value="", description=f"{label} ({control.method} run)", style=style)
+        return w.Dropdown(options=[""], value="", description=label, style=style)
     raise SlotlabError(f"option {spec.name} declares no Explorer control")
 
 

@@ -20,5 +20,6 @@ def mnist_available() -> bool:
 
 
 requires_mnist = pytest.mark.skipif(
-    not mnist_available(), reason="real MNIST not found: set SLOTLAB_DATA (see shared/data/prepare.sh)"
+    not mnist_available(),
+    reason="real MNIST not found: set SLOTLAB_DATA (python -m slotlab data check names what is missing)",
 )

@@ -103,7 +103,9 @@ def _rank_main(rank: int, world: int, port: int, configs: dict, root: str, out: 
 def test_two_gloo_ranks_match_each_other_and_one_process(tmp_path: Path) -> None:
     configs = method_configs()
     assert {"slots", "dense", "learned", "edge-popup", "biprop", "laperm"} <= set(configs)
-    assert configs["edge-popup"].recycle_rate > 0 and configs["edge-popup"].iterand_rate > 0  # edits happen
+    assert (
+        configs["edge-popup"].options.recycle_rate > 0 and configs["edge-popup"].options.iterand_rate > 0
+    )  # edits happen
     singles = {}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the ranks: greedy selection can flip on a last-digit difference of the sums
@@ -135,7 +137,7 @@ def test_two_gloo_ranks_match_each_other_and_one_process(tmp_path: Path) -> None
         folder = tmp_path / "ddp" / config.name  # written by rank 0 alone (rank 1's writes raise)
         assert (folder / "result.json").is_file() and not (folder / "lock").exists()
 
-        if any(getattr(config, field, 0) for field in RANK_CHAOTIC):
+        if any(getattr(config.options, field, 0) for field in RANK_CHAOTIC):
             continue
         single_state, single_history = singles[name]
         for key, value in single_state.items():

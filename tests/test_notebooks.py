@@ -1,4 +1,4 @@
-"""The notebooks: committed clean (no outputs), shaped alike, and each runs top to bottom under the smoke profile."""
+"""The notebooks: committed clean (no outputs), shaped alike, and each runs top to bottom under the smoke scale."""
 
 import os
 from pathlib import Path
@@ -44,16 +44,16 @@ def test_shape_question_parameters_exercises(path: Path) -> None:
     assert "question" in first.source.lower() and "what to look for" in first.source.lower()
     assert last.cell_type == "markdown" and "## Exercises" in last.source
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    assert len(tagged) == 1 and 'os.environ.get("SLOTLAB_PROFILE"' in tagged[0].source
+    assert len(tagged) == 1 and 'os.environ.get("SLOTLAB_SCALE"' in tagged[0].source
     assert path.name in (NOTEBOOK_DIR / "README.md").read_text(), "add the notebook to notebooks/README.md"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_runs_under_the_smoke_profile(path: Path, tmp_path: Path, monkeypatch) -> None:
+def test_runs_under_the_smoke_scale(path: Path, tmp_path: Path, monkeypatch) -> None:
     from nbclient import NotebookClient
 
-    monkeypatch.setenv("SLOTLAB_PROFILE", "smoke")
+    monkeypatch.setenv("SLOTLAB_SCALE", "smoke")
     monkeypatch.setenv("SLOTLAB_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("SLOTLAB_FIGURES", str(tmp_path / "figures"))
     monkeypatch.setenv("CI", "1")

@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from slotlab.analysis import load_snapshots
-from slotlab.config import RunConfig
-from slotlab.config import scaled_config
+from slotlab.config import RunConfig, scaled_config
 from slotlab.methods import METHODS
 from slotlab.runs import load_or_run, runs_root
 from slotlab.train import Trainer

@@ -1,12 +1,13 @@
 """The methods, one file per paper; this registry only lists them.
 
-| file             | methods                            | paper                                              |
-|------------------|------------------------------------|----------------------------------------------------|
-| slots.py         | slots, learned, finetune           | Aladago & Torresani, ICML 2021 (Slot Machines)     |
-| masks.py         | edge-popup, biprop, random-mask    | Ramanujan et al. 2020; Diffenderfer & Kailkhura 2021; recycling: Gorbett & Whitley 2023; IteRand: Chijiwa et al. 2021 |
-| laperm.py        | laperm                             | Qiu & Suda, NeurIPS 2020 (LaPerm)                  |
-| dense.py         | dense                              | the baseline                                       |
-| random_slots.py  | random-slots                       | the worked example of adding a method              |
+| file             | methods                          | paper                                                        |
+|------------------|----------------------------------|--------------------------------------------------------------|
+| slots.py         | slots, learned, finetune         | Aladago & Torresani, ICML 2021 (Slot Machines)               |
+| masks.py         | edge-popup, biprop, random-mask  | Ramanujan et al. 2020; Diffenderfer & Kailkhura 2021;        |
+|                  | (+ recycling, IteRand)           | Gorbett & Whitley 2023; Chijiwa et al. 2021                  |
+| laperm.py        | laperm                           | Qiu & Suda, NeurIPS 2020 (LaPerm)                            |
+| dense.py         | dense                            | the baseline                                                 |
+| random_slots.py  | random-slots                     | the worked example of adding a method                        |
 
 Adding a method: a file here with an ``Options`` dataclass and a ``Method`` subclass (``slotlab.methods.base``),
 and one line below.

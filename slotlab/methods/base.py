@@ -62,10 +62,19 @@ Control = Steps | Range | Toggle | SourceRun
 
 
 def option(
-    default: Any, help: str, choices: Sequence[str] | None = None, control: Control | None = None
+    default: Any,
+    help: str,
+    choices: Sequence[str] | None = None,
+    control: Control | None = None,
+    label: str | None = None,
 ) -> Any:
-    """A method option: a dataclass field whose help text, choices and Explorer control travel with it."""
-    metadata = {"help": help, "choices": tuple(choices) if choices else None, "control": control}
+    """A method option: a dataclass field whose help text, choices, Explorer control and label travel with it."""
+    metadata = {
+        "help": help,
+        "choices": tuple(choices) if choices else None,
+        "control": control,
+        "label": label,
+    }
     return field(default=default, metadata=metadata)
 
 
@@ -77,6 +86,7 @@ class OptionSpec:
     help: str
     choices: tuple[str, ...] | None
     control: Control | None
+    label: str  # the Explorer's name for it
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,7 @@ class Options:
                 f.metadata.get("help", ""),
                 f.metadata.get("choices"),
                 f.metadata.get("control"),
+                f.metadata.get("label") or f.name.replace("_", " "),
             )
             for f in fields(cls)
         ]

@@ -1,10 +1,10 @@
 """Supermasks over random weights: Edge-Popup, Biprop, and the random-mask baseline, with their periodic edits.
 
-| method      | what is learned                                                        | paper                          |
-|-------------|------------------------------------------------------------------------|--------------------------------|
-| edge-popup  | which connections to keep: the top ``density`` of |scores| (Eq. 3)     | Ramanujan et al., CVPR 2020    |
-| biprop      | the same mask; kept weights become alpha * sign(W) (Alg. 1)            | Diffenderfer & Kailkhura, ICLR 2021 |
-| random-mask | the weights, under a fixed random mask (random pruning)                | the mask papers' sanity baseline |
+| method      | what is learned                                               | paper                               |
+|-------------|---------------------------------------------------------------|-------------------------------------|
+| edge-popup  | which connections to keep: the top ``density`` of |scores|    | Ramanujan et al., CVPR 2020, Eq. 3  |
+| biprop      | the same mask; kept weights become alpha * sign(W)            | Diffenderfer & Kailkhura, ICLR 2021 |
+| random-mask | the weights, under a fixed random mask (random pruning)       | the mask papers' sanity baseline    |
 
 Options of edge-popup and biprop also turn on, as callbacks of the one training loop:
 - Iterative Weight Recycling (Gorbett & Whitley 2023, Alg. 1): every ``recycle_every`` epochs, the

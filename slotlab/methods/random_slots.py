@@ -20,9 +20,7 @@ from slotlab.scales import Scale
 
 @dataclass(frozen=True)
 class RandomSlotOptions(SlotOptions):
-    k: int = option(
-        8, "random values per connection (K), one of them chosen at random", control=Steps(K_STEPS)
-    )
+    k: int = option(8, "random values per connection (K), one chosen at random", control=Steps(K_STEPS), label="K values")
 
 
 class RandomSlots(Slots):

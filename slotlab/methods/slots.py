@@ -50,7 +50,7 @@ def _check_k(k: int) -> None:
 
 @dataclass(frozen=True)
 class SlotOptions(Options):
-    k: int = option(8, "random values per connection (K)", control=Steps(K_STEPS))
+    k: int = option(8, "random values per connection (K)", control=Steps(K_STEPS), label="K values")
     selection: str = option(
         "greedy",
         "greedy (argmax of scores) or sampled (softmax of scores) during training",
@@ -105,7 +105,9 @@ class Slots(Method):
 
 @dataclass(frozen=True)
 class LearnedOptions(Options):
-    k: int = option(8, "the K slot values the random start chooses among", control=Steps(K_STEPS[1:]))
+    k: int = option(
+        8, "the K slot values the random start chooses among", control=Steps(K_STEPS[1:]), label="K values"
+    )
 
     def check(self) -> None:
         _check_k(self.k)
@@ -175,6 +177,7 @@ class FinetuneOptions(Options):
         "",
         "the slots run (its folder or 12-digit hash) whose found network is finetuned",
         control=SourceRun("slots"),
+        label="finetune source",
     )
 
     def __post_init__(self) -> None:

@@ -79,7 +79,7 @@ def lab_server(lab_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     require_browser()
     home = tmp_path_factory.mktemp("lab-home")
     env = {
-        "SLOTLAB_PROFILE": "smoke",
+        "SLOTLAB_SCALE": "smoke",
         "SLOTLAB_RUNS": str(home / "runs"),
         "SLOTLAB_FIGURES": str(home / "figures"),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")])),

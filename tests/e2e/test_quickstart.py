@@ -1,4 +1,4 @@
-"""notebooks/00_quickstart.ipynb in JupyterLab as a student meets it, under the smoke profile: it opens with no
+"""notebooks/00_quickstart.ipynb in JupyterLab as a student meets it, under the smoke scale: it opens with no
 dialog, every cell runs without an error, figures show as images large enough for a projector, widgets show as
 controls, and the Explorer at its end trains on a button press with a live plot and a result table."""
 
@@ -73,16 +73,16 @@ def test_live_plot_and_progress_render_as_widgets(quickstart: NotebookPage) -> N
 
 def test_explorer_shows_no_broken_images_before_training(quickstart: NotebookPage) -> None:
     # the live plot and the selection viewer stay hidden until they have a picture (slotlab.widgets.hidden_image)
-    explorer = quickstart.output_of_cell_containing("Explorer(profile)")
+    explorer = quickstart.output_of_cell_containing("Explorer(scale)")
     assert quickstart.broken_images(explorer) == 0
 
 
 def test_explorer_trains_with_a_live_plot_and_a_result_table(quickstart: NotebookPage) -> None:
     nb = quickstart
-    explorer = nb.output_of_cell_containing("Explorer(profile)")
+    explorer = nb.output_of_cell_containing("Explorer(scale)")
     explorer.scroll_into_view_if_needed()
     nb.screenshot("explorer")
-    assert "profile smoke" in explorer.inner_text()
+    assert "scale smoke" in explorer.inner_text()
     controls = nb.controls(explorer)
     # method, model, dataset, finetune source, run, layer; K and density; the selection toggles
     assert controls["dropdown"] >= 6 and controls["slider"] >= 2 and controls["toggle"] >= 2, controls
@@ -90,7 +90,7 @@ def test_explorer_trains_with_a_live_plot_and_a_result_table(quickstart: Noteboo
     assert train.is_visible() and train.is_enabled()
 
     # K from 8 to 4, with the keyboard on the slider's handle
-    k_slider = explorer.locator(".widget-slider", has_text="K (slots)")
+    k_slider = explorer.locator(".widget-slider", has_text="K values")
     k_slider.locator(".noUi-handle").focus()
     nb.page.keyboard.press("ArrowLeft")
     assert k_slider.locator(".widget-readout").inner_text().strip() == "4"
