@@ -20,7 +20,9 @@ from slotlab.scales import Scale
 
 @dataclass(frozen=True)
 class RandomSlotOptions(SlotOptions):
-    k: int = option(8, "random values per connection (K), one chosen at random", control=Steps(K_STEPS), label="K values")
+    k: int = option(
+        8, "values per connection (K), one picked at random", control=Steps(K_STEPS), label="K values"
+    )
 
 
 class RandomSlots(Slots):
