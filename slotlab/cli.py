@@ -21,7 +21,7 @@ import pandas as pd
 from slotlab import dataset_files, distributed
 from slotlab.config import CHOICES, FIELD_HELP, SEED_FIELDS, RunConfig
 from slotlab.data import DATASETS, data_root
-from slotlab.errors import SlotlabError
+from slotlab.errors import INTERRUPTED_EXIT_CODE, DiskError, SlotlabError, disk_error
 from slotlab.export import export_run
 from slotlab.methods import METHODS, methods_with_option, option_specs
 from slotlab.models import MODELS
@@ -45,6 +45,9 @@ def _catalogue() -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="slotlab", description="Study networks found inside random weights.")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback of an error (also SLOTLAB_DEBUG=1)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     train = sub.add_parser(
         "train",
@@ -212,9 +215,28 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; every failure a user can cause or meet ends in one line on stderr and its exit code
+    (``slotlab.errors``); ``--debug`` or ``SLOTLAB_DEBUG=1`` shows the full traceback instead."""
     args = _parser().parse_args(argv)
+    debug = args.debug or os.environ.get("SLOTLAB_DEBUG", "") not in ("", "0")
+    command = {"train": _train, "sweep": _sweep, "export": _export, "data": _data}[args.command]
     try:
-        return {"train": _train, "sweep": _sweep, "export": _export, "data": _data}[args.command](args) or 0
+        return command(args) or 0
     except SlotlabError as error:
+        if debug:
+            raise
         print(f"slotlab: error: {error}", file=sys.stderr)
-        return 2
+        return error.exit_code
+    except OSError as error:
+        if debug:
+            raise
+        print(f"slotlab: error: {disk_error(error)}", file=sys.stderr)
+        return DiskError.exit_code
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        resumes = (
+            " (a run resumes from its last finished epoch)" if args.command in ("train", "sweep") else ""
+        )
+        print(f"\nslotlab: interrupted; run the same command again to continue{resumes}", file=sys.stderr)
+        return INTERRUPTED_EXIT_CODE

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from slotlab import dataset_files
 from slotlab.distributed import shard
-from slotlab.errors import SlotlabError
+from slotlab.errors import DataError, SlotlabError
 from slotlab.imagenet import FolderBatches, make_folder_splits
 from slotlab.init import stream_seed
 
@@ -150,7 +150,7 @@ def _load_torchvision(info: DatasetInfo, root: Path, train: bool, download: bool
     try:
         ds = cls(str(root), train=train, download=download)
     except Exception as error:  # offline: RuntimeError, URLError/OSError; a bad file: any error
-        raise SlotlabError(_load_failure(info, root, error)) from None
+        raise DataError(_load_failure(info, root, error)) from None
     images = torch.as_tensor(ds.data)
     if images.ndim == 3:  # MNIST-like (N, H, W)
         images = images.unsqueeze(1)

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from slotlab.errors import SlotlabError
+from slotlab.errors import DataError, SlotlabError
 
 OK, MISSING, DAMAGED = "ok", "missing", "damaged"
 
@@ -262,7 +262,7 @@ def prepare(
         if missing:
             failures.append(f"{TORCHVISION_CLASS[name]} ({cause}{_missing_part(missing, root)})")
     if failures:
-        raise SlotlabError(
+        raise DataError(
             f"could not download into {root}: {'; '.join(failures)}; run it again online, or set "
             f"SLOTLAB_DATA to a folder that holds these files"
         )

@@ -17,12 +17,16 @@ Images reach the device as uint8 and are normalised there with the ImageNet mean
 Augmentation is a function of (epoch seed, image index): each image's transform runs under its own seeded
 generator state, so the crops do not depend on the number of loader workers or of DDP ranks, and a resumed run
 sees the crops it would have seen.
+
+An image that does not decode stops the run with a one-line ``DataError`` that names the file (also from inside a
+loader worker); ``check_images(folder)`` finds such files up front, cheaply, before a long job.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +35,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from slotlab.distributed import shard
-from slotlab.errors import SlotlabError
+from slotlab.errors import DataError, SlotlabError
 from slotlab.init import stream_seed
 
 RESIZE_RATIO = 256 / 224  # eval: resize the shorter side to 256 for a 224 crop
@@ -100,6 +104,39 @@ def make_folder_splits(
     return pick(train_idx), pick(val_idx), FolderSplit(test, classes)
 
 
+def check_images(folder: Path | str, limit: int | None = None) -> list[Path]:
+    """The image files under ``folder`` that PIL cannot open, in sorted order: a cheap check before a long run.
+
+    ``folder`` is searched through (the ImageNet folder, its ``train/`` or ``val/``, or one class folder) for the
+    files the loader reads, those with an image extension. Each file's header is read and checked
+    (``Image.open`` and ``verify``), not its pixels, so this is quick, but an image whose data alone is cut short
+    can pass; the run then stops at it with a ``DataError`` that names it. ``limit`` checks only the first
+    ``limit`` files. slotlab never calls this itself: delete or replace what it returns, then start the run.
+    """
+    from PIL import Image
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    base = Path(folder).expanduser()
+    if not base.is_dir():
+        raise SlotlabError(
+            f"{base} is not a folder; give the image folder to check, e.g. $SLOTLAB_DATA/imagenet"
+        )
+    paths = sorted(
+        Path(parent, name)
+        for parent, _, names in os.walk(base, followlinks=True)
+        for name in names
+        if name.lower().endswith(IMG_EXTENSIONS)
+    )
+    bad = []
+    for path in paths if limit is None else paths[:limit]:
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except _decode_errors():
+            bad.append(path)
+    return bad
+
+
 def train_transform(size: int):
     from torchvision.transforms import v2
 
@@ -116,6 +153,29 @@ def eval_transform(size: int):
     )
 
 
+def _decode_errors() -> tuple[type[BaseException], ...]:
+    """What PIL raises for an image it cannot decode."""
+    from PIL import Image
+
+    # OSError: not an image (UnidentifiedImageError), truncated, unreadable; the others: corrupt headers or chunks
+    # in some of PIL's decoders, and images past PIL's decompression-bomb limit
+    return (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError)
+
+
+def _reason(error: BaseException) -> str:
+    """One line on why PIL could not decode an image, without the path that its message may repeat."""
+    from PIL import UnidentifiedImageError
+
+    if isinstance(error, UnidentifiedImageError):
+        return "not an image format PIL recognises"
+    if isinstance(error, OSError) and error.strerror:  # FileNotFoundError, PermissionError, ...
+        return error.strerror
+    text = " ".join(str(error).split())
+    if isinstance(error, OSError):
+        return text or "OSError"
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
 class _Images(Dataset):
     """Reads image ``index`` and transforms it under the generator seed that comes with it (-1: no seed)."""
 
@@ -130,8 +190,14 @@ class _Images(Dataset):
 
         index, seed = key
         path, label = self.samples[index]
-        with Image.open(path) as image:
-            image = image.convert("RGB")
+        try:
+            with Image.open(path) as image:
+                image = image.convert("RGB")
+        except _decode_errors() as error:
+            raise DataError(
+                f"image {path} cannot be decoded ({_reason(error)}); delete or replace it (to find every such "
+                f"file first: slotlab.imagenet.check_images(folder))"
+            ) from None
         if seed < 0:
             return self.transform(image), label
         with torch.random.fork_rng(devices=[]):
@@ -144,6 +210,22 @@ def loader_workers(world_size: int = 1) -> int:
     if os.environ.get("SLOTLAB_LOADER_WORKERS"):
         return int(os.environ["SLOTLAB_LOADER_WORKERS"])
     return min(8, (os.cpu_count() or 1) // max(world_size, 1))
+
+
+def _worker_message(error: SlotlabError) -> str | None:
+    """The one-line message of ``error`` if torch re-raised it from a loader worker, else None.
+
+    torch re-raises an exception of a worker process as a new one of the same class whose message is "Caught
+    <class> in DataLoader worker process <n>." and the worker's whole traceback; its last line holds the message.
+    """
+    text = str(error)
+    if not text.startswith(f"Caught {type(error).__name__} in DataLoader worker"):
+        return None
+    head = f"{type(error).__module__}.{type(error).__qualname__}: "
+    for line in reversed(text.splitlines()):
+        if line.startswith(head):
+            return line[len(head) :]
+    return None
 
 
 class FolderBatches:
@@ -194,6 +276,13 @@ class FolderBatches:
             num_workers=self.workers,
             pin_memory=self.device.type == "cuda",
         )
-        for images, labels in loader:
-            images = images.to(self.device, non_blocking=True).float()
-            yield (images - self.mean) / self.std, labels.to(self.device, non_blocking=True)
+        try:
+            for images, labels in loader:
+                images = images.to(self.device, non_blocking=True).float()
+                yield (images - self.mean) / self.std, labels.to(self.device, non_blocking=True)
+        except SlotlabError as error:
+            message = _worker_message(error)
+            if message is None:
+                raise
+            error.__traceback__ = None  # its frames hold the loader's workers; let them shut down now
+            raise type(error)(message) from None

@@ -28,6 +28,8 @@ _BREAK_STALE_SECONDS = 10.0  # a break lock lives microseconds; one older than t
 class RunLocked(SlotlabError):
     """The run folder is being written by another live process."""
 
+    exit_code = 6
+
 
 def _proc_stat(pid: int) -> list[str] | None:
     """The fields of /proc/<pid>/stat after the parenthesised command name (Linux); None elsewhere or if gone."""

@@ -14,12 +14,15 @@ import pandas as pd
 
 from slotlab.config import RunConfig, scaled_config
 from slotlab.errors import SlotlabError
+from slotlab.notebook_errors import install as install_error_display
 from slotlab.runs import load_or_run
 from slotlab.scales import Scale, get_scale
 
 # --- the notebooks' experiments ------------------------------------------------------------------------------
 
 NotebookConfigs = dict[str, Any]  # name -> RunConfig, or a list / dict of RunConfigs (a sweep)
+
+install_error_display()  # in a notebook, a SlotlabError shows as its one line, not a traceback
 
 
 class _At:

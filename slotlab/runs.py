@@ -33,11 +33,17 @@ from torch import nn
 
 from slotlab import __version__, distributed
 from slotlab.callback import Callback
-from slotlab.checkpoint import atomic_save, atomic_write_json, atomic_write_text, safe_load
+from slotlab.checkpoint import (
+    atomic_save,
+    atomic_write_json,
+    atomic_write_text,
+    remove_temporaries,
+    safe_load,
+)
 from slotlab.config import RunConfig
 from slotlab.data import Splits, dataset_info, make_splits
 from slotlab.device import pick_device
-from slotlab.errors import SlotlabError
+from slotlab.errors import ResourceError, RunFileError, SlotlabError, disk_error
 from slotlab.locks import RunLock, RunLocked
 from slotlab.methods import SourceNetwork
 from slotlab.optim import make_optimizer, make_scheduler
@@ -88,8 +94,15 @@ class RunResult:
         return frame
 
 
+ADVICE = {
+    "last.pt": "delete it and run the same command again: the run trains again from its first epoch",
+    "best.pt": "delete the run folder and run it again",
+    "init.pt": "delete the run folder and run it again",
+}
+
+
 def _load_checked(path: Path, config: RunConfig, device: str | torch.device = "cpu") -> dict[str, Any]:
-    state = safe_load(path, map_location=device)
+    state = safe_load(path, map_location=device, advice=ADVICE.get(path.name, ""))
     if not isinstance(state, dict) or "config_hash" not in state:
         raise SlotlabError(f"{path} is not a slotlab checkpoint; delete it or point at a run folder")
     if state["config_hash"] != config.hash:
@@ -135,13 +148,46 @@ def open_run(path_or_hash: str | Path, root: str | Path | None = None) -> RunRes
             f"{path} is not a slotlab run folder (no config.json); pass a folder made by "
             f"`python -m slotlab train`"
         )
-    saved = json.loads((path / "config.json").read_text())
-    config = RunConfig.from_dict(saved["config"])
+    config = RunConfig.from_dict(read_saved_config(path)["config"])
     if not (path / "result.json").is_file():
         raise SlotlabError(f"run {path} has not finished (no result.json); run it again to resume it")
-    metrics = json.loads((path / "result.json").read_text())
-    history = pd.read_csv(path / "history.csv")
+    finish_again = (
+        f"delete {path / 'result.json'} and run the same command again: the run finishes from last.pt"
+    )
+    metrics = _read_json(path / "result.json", finish_again)
+    try:
+        history = pd.read_csv(path / "history.csv")
+    except (OSError, ValueError, pd.errors.ParserError) as error:  # EmptyDataError is a ValueError
+        raise RunFileError(
+            f"{path / 'history.csv'} is damaged ({_first_line(error)}); {finish_again}"
+        ) from None
+    if not isinstance(metrics, dict) or "test_accuracy" not in metrics:
+        raise RunFileError(f"{path / 'result.json'} holds no test accuracy; {finish_again}")
     return RunResult(config, path, metrics, history)
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).splitlines() or [type(error).__name__])[0]
+
+
+def _read_json(path: Path, advice: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunFileError(f"{path} is damaged ({_first_line(error)}); {advice}") from None
+
+
+def read_saved_config(path: Path) -> dict[str, Any]:
+    """A run folder's config.json: its hash, name, slotlab version and config."""
+    saved = _read_json(
+        path / "config.json",
+        "move the folder away (its checkpoints cannot be matched to a config without it) and train the run again",
+    )
+    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+        raise RunFileError(
+            f"{path / 'config.json'} holds no config; move the folder away and train the run again"
+        )
+    return saved
 
 
 class Checkpointer(Callback):
@@ -162,6 +208,42 @@ class Checkpointer(Callback):
             )
         atomic_save({"config_hash": self.config.hash, **trainer.state_dict()}, self.path / "last.pt")
         atomic_write_text(trainer.history.to_csv(index=False), self.path / "history.csv")
+
+
+def memory_needed(config: RunConfig) -> int:
+    """Bytes of tensors a run of ``config`` holds while it trains, estimated from its architecture built on the
+    meta device (no memory): the network and the copy of its best epoch, and for each trained parameter its
+    gradient and the optimiser's state (SGD's momentum, Adam's two moments)."""
+    info = dataset_info(config.dataset)
+    with torch.device("meta"):
+        model = config.method_rule.memory_model(config, info.input_shape, info.num_classes)
+    stored = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    trained = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    state = 2 if config.optimizer == "adam" else (1 if config.momentum > 0 else 0)
+    return 2 * stored + trained * (1 + state)
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Free bytes on ``device``: the GPU's free memory, or the host's MemAvailable; None where unknown."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_memory(config: RunConfig, device: torch.device) -> None:
+    """Refuse, before a run folder exists, a run that would not fit in the memory there is."""
+    needed, free = memory_needed(config), available_memory(device)
+    if free is not None and needed > free:
+        raise ResourceError(
+            f"run {config.name} needs about {needed / 2**30:.1f} GiB on {device.type} and {free / 2**30:.1f} GiB "
+            f"is free; choose a smaller model, K or batch, or a machine with more memory"
+        )
 
 
 def make_trainer(
@@ -220,13 +302,21 @@ def load_or_run(
 ) -> RunResult:
     """The result of ``config``: read from its run folder when finished, else trained (resuming if stopped).
 
-    Raises ``RunLocked`` when another live process is training the same run. Under torchrun (see
-    ``slotlab.distributed``) all ranks train together and return the same metrics; rank 0 writes the folder.
+    Raises ``RunLocked`` when another live process is training the same run, ``ResourceError`` before anything
+    is written when the run would not fit in memory, and ``DiskError`` when its folder cannot be written. Under
+    torchrun (see ``slotlab.distributed``) all ranks train together and return the same metrics; rank 0 writes the
+    folder.
     """
+    if not isinstance(config, RunConfig):
+        raise SlotlabError(
+            f"load_or_run takes a RunConfig, got {type(config).__name__}; build one with "
+            f"RunConfig(**fields) (e.g. RunConfig(method='slots', k=8))"
+        )
     path = run_dir(config, root)
     if (path / "result.json").is_file():
         return open_run(path)
     ctx, device = distributed.init_from_env(pick_device(device))
+    check_memory(config, device)
     lock = RunLock(path)
     refusal = None
     if ctx.is_primary:
@@ -234,6 +324,8 @@ def load_or_run(
             lock.acquire()
         except RunLocked as error:
             refusal = str(error)
+        except OSError as error:
+            raise disk_error(error, path) from None
     refusal = distributed.broadcast_object(refusal, ctx)  # every rank stops, or none does
     if refusal is not None:
         raise RunLocked(refusal)
@@ -264,8 +356,10 @@ def _train_run(
         model.load_state_dict(_load_checked(path / "init.pt", config)["model"])
     else:
         model = initial_network(config, shape, classes, root)
+    if ctx.is_primary:
+        remove_temporaries(path)  # of a write killed half-way; we own the folder now
     if (path / "config.json").is_file():
-        saved = json.loads((path / "config.json").read_text())
+        saved = read_saved_config(path)
         if saved.get("hash") != config.hash:
             raise SlotlabError(
                 f"{path} belongs to config {saved.get('hash')}, not {config.hash}; move it away"

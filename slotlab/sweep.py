@@ -271,6 +271,10 @@ def sweep(
         bar = tqdm(
             total=len(todo), initial=len(todo) - len(waiting), desc="sweep", unit="run", dynamic_ncols=True
         )
+    if workers is not None and (isinstance(workers, bool) or int(workers) != workers or workers < 1):
+        raise SlotlabError(
+            f"workers must be a whole number >= 1 (1: one point after another), got {workers!r}"
+        )
     workers = workers or default_workers(device)
     try:
         while waiting:

@@ -9,7 +9,7 @@ from torch import nn
 from slotlab.config import RunConfig
 from slotlab.data import dataset_info, epoch_generator, make_batches, make_splits
 from slotlab.errors import SlotlabError
-from slotlab.imagenet import FolderBatches
+from slotlab.imagenet import FolderBatches, check_images
 from slotlab.layers import DenseFactory, SlotFactory
 from slotlab.models import build_model
 from slotlab.runs import load_or_run
@@ -110,6 +110,48 @@ def test_a_run_trains_and_evaluates_every_test_image(folder: Path, tmp_path: Pat
 def test_missing_folder_says_which_layout_is_expected(tmp_path: Path) -> None:
     with pytest.raises(SlotlabError, match=r"imagenet/train/<class>/<image>"):
         make_splits("imagenet", root=tmp_path)
+
+
+@pytest.fixture
+def damaged(tmp_path: Path) -> tuple[Path, Path]:
+    """tmp/imagenet/{train,val}/<wnid>/ of two classes of 8x8 PNGs, and train/ holding one garbage .JPEG."""
+    from PIL import Image
+
+    for part, count in (("train", 3), ("val", 1)):
+        for label, wnid in enumerate(CLASSES[:2]):
+            (tmp_path / "imagenet" / part / wnid).mkdir(parents=True)
+            for i in range(count):
+                image = Image.new("RGB", (8, 8), (100 * label, 40 * i, 7))
+                image.save(tmp_path / "imagenet" / part / wnid / f"{wnid}_{i}.png")
+    bad = tmp_path / "imagenet" / "train" / CLASSES[1] / f"{CLASSES[1]}_9.JPEG"
+    bad.write_bytes(b"\x00\x13 these bytes are no image " * 8)
+    return tmp_path, bad
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_image_that_does_not_decode_stops_the_run_with_its_name(damaged, workers: int) -> None:
+    root, bad = damaged
+    splits = make_splits("imagenet", val_size=0, root=root)
+    assert str(bad) in {p for p, _ in splits.train.samples}
+    batches = FolderBatches(splits.train, dataset_info("imagenet"), 2, image_size=8, workers=workers)
+    for epoch in (lambda: batches.epoch(epoch_generator(0, 0)), batches.epoch):  # training and evaluation
+        with pytest.raises(SlotlabError, match=r"cannot be decoded") as caught:
+            list(epoch())
+        message = str(caught.value)
+        # one line that names the file, also when torch re-raised it from a loader worker process
+        assert message.startswith(f"image {bad} cannot be decoded (") and "delete or replace it" in message
+        assert "\n" not in message and "Traceback" not in message and "worker" not in message
+    assert len(list(FolderBatches(splits.test, dataset_info("imagenet"), 2, image_size=8).epoch())) == 1
+
+
+def test_check_images_finds_the_files_that_do_not_decode(damaged) -> None:
+    root, bad = damaged
+    assert check_images(root / "imagenet") == [bad]
+    assert check_images(root / "imagenet" / "train" / CLASSES[1]) == [bad]
+    assert check_images(root / "imagenet" / "val") == []
+    assert check_images(root / "imagenet" / "train", limit=3) == []  # the first three, in sorted order
+    with pytest.raises(SlotlabError, match="is not a folder"):
+        check_images(root / "nowhere")
 
 
 def _weights(model: nn.Module) -> list[torch.Tensor]:

@@ -24,6 +24,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
         "slotlab.callback",
         "slotlab.dataset_files",
         "slotlab.styles",
+        "slotlab.notebook_errors",
     ),
     1: (  # layers and models (and the DDP wrapper, which switches the slot layers' gradient path)
         "slotlab.layers",

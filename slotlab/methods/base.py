@@ -204,6 +204,10 @@ class Method:
         """A network of the run's shape to load a checkpoint into (no source needed)."""
         return self.initial_network(config, input_shape, num_classes)
 
+    def memory_model(self, config: RunSpec, input_shape: tuple[int, int, int], num_classes: int) -> Network:
+        """The run's architecture for estimating its memory (built under ``torch.device("meta")``: no values)."""
+        return build_model(config.model, self.layer_factory(config), input_shape, num_classes)
+
     def callbacks(self, config: RunSpec) -> list[Callback]:
         """The method's periodic work (recycling, syncs), run before the caller's callbacks."""
         return []

@@ -119,6 +119,10 @@ class Learned(Method):
     options_type = LearnedOptions
     inits = SLOT_INITS
 
+    def layer_factory(self, config: RunSpec) -> LayerFactory:
+        # the network is plain; its BatchNorm is the slot network's (not affine), of which it is made
+        return DenseFactory(DENSE_INITS[0], bn_affine=False)
+
     def initial_network(
         self,
         config: RunSpec,
