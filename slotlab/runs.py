@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -191,12 +191,26 @@ def read_saved_config(path: Path) -> dict[str, Any]:
 
 
 class Checkpointer(Callback):
-    """Writes last.pt every epoch and best.pt when the epoch is the new best, both atomically."""
+    """Writes last.pt every epoch and best.pt when the epoch is the new best, both atomically.
 
-    def __init__(self, path: Path, config: RunConfig) -> None:
-        self.path, self.config = path, config
+    ``initial_state``, where given, makes the network's initial state for ``init.pt``, written at the end of the
+    first epoch rather than before it: a run that fails in its first epoch (a damaged image, say) leaves no large
+    file behind, and the seeds rebuild the same state (a run that starts from a source writes init.pt at once).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        config: RunConfig,
+        initial_state: Callable[[], dict[str, torch.Tensor]] | None = None,
+    ) -> None:
+        self.path, self.config, self.initial_state = path, config, initial_state
 
     def on_epoch_end(self, trainer: Trainer) -> None:
+        if self.initial_state is not None and not (self.path / "init.pt").is_file():
+            atomic_save(
+                {"config_hash": self.config.hash, "model": self.initial_state()}, self.path / "init.pt"
+            )
         if trainer.improved:
             atomic_save(
                 {
@@ -369,9 +383,16 @@ def _train_run(
             {"hash": config.hash, "name": config.name, "slotlab": __version__, "config": config.to_dict()},
             path / "config.json",
         )
+    rebuild = None
     if ctx.is_primary and not (path / "init.pt").is_file():
-        atomic_save({"config_hash": config.hash, "model": model.state_dict()}, path / "init.pt")
-    writers = [Checkpointer(path, config)] if ctx.is_primary else []
+        if config.method_rule.source_of(config):  # the source may move: keep its network now
+            atomic_save({"config_hash": config.hash, "model": model.state_dict()}, path / "init.pt")
+        else:  # the seeds make the same network again, once the first epoch shows the run can train
+
+            def rebuild() -> dict[str, torch.Tensor]:
+                return initial_network(config, shape, classes, root).state_dict()
+
+    writers = [Checkpointer(path, config, rebuild)] if ctx.is_primary else []
     trainer = make_trainer(config, model, splits, device, [*callbacks, *writers], progress)
     resume = distributed.broadcast_object((path / "last.pt").is_file(), ctx)
     if resume:

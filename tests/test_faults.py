@@ -275,3 +275,22 @@ def test_a_truncated_config_json_is_one_line(tmp_path: Path, capsys) -> None:
     assert cli.main(train(tmp_path)) == RunFileError.exit_code
     assert "config.json" in one_line(capsys)
     assert torch.load(folder / "last.pt", weights_only=True)["epoch"] == 1  # nothing was overwritten
+
+
+def test_a_run_that_fails_in_its_first_epoch_leaves_no_large_file(tmp_path: Path) -> None:
+    from slotlab.callback import Callback
+    from slotlab.errors import DataError
+    from slotlab.runs import initial_network
+
+    class DamagedImage(Callback):  # as a folder dataset meets an image it cannot decode
+        def on_step_end(self, trainer) -> None:
+            raise DataError("image train/n01/x.JPEG cannot be decoded; delete or replace it")
+
+    with pytest.raises(DataError):
+        load_or_run(CONFIG, root=tmp_path, callbacks=[DamagedImage()], progress=False)
+    folder = run_dir(CONFIG, tmp_path)
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json"]
+    load_or_run(CONFIG, root=tmp_path, progress=False)
+    saved = torch.load(folder / "init.pt", weights_only=True)["model"]
+    expected = initial_network(CONFIG, (1, 28, 28), 10).state_dict()
+    assert saved.keys() == expected.keys() and all(torch.equal(saved[k], expected[k]) for k in saved)
