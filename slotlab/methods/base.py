@@ -123,6 +123,9 @@ class Options:
         return dataclasses.replace(self, **changes)
 
 
+Shape = tuple[int, int, int]  # (channels, height, width) of one input
+
+
 class RunSpec(Protocol):
     """What a method reads of a run's config (``slotlab.config.RunConfig`` has these and more)."""
 
@@ -153,6 +156,9 @@ class SourceNetwork:
     model: str
     dataset: str
     network: nn.Module  # its best checkpoint, loaded
+
+
+Source = SourceNetwork | None  # the network a run starts from, for methods that start from another run
 
 
 class Method:
@@ -189,24 +195,18 @@ class Method:
     def layer_factory(self, config: RunSpec) -> LayerFactory:
         raise NotImplementedError
 
-    def initial_network(
-        self,
-        config: RunSpec,
-        input_shape: tuple[int, int, int],
-        num_classes: int,
-        source: SourceNetwork | None = None,
-    ) -> Network:
+    def initial_network(self, config: RunSpec, shape: Shape, classes: int, source: Source = None) -> Network:
         """The network at step 0: architecture, layer rule and seeded values (or the source's found network)."""
-        model = build_model(config.model, self.layer_factory(config), input_shape, num_classes)
+        model = build_model(config.model, self.layer_factory(config), shape, classes)
         return initialize(model, config.weight_seed, config.score_seed)
 
-    def architecture(self, config: RunSpec, input_shape: tuple[int, int, int], num_classes: int) -> Network:
+    def architecture(self, config: RunSpec, shape: Shape, classes: int) -> Network:
         """A network of the run's shape to load a checkpoint into (no source needed)."""
-        return self.initial_network(config, input_shape, num_classes)
+        return self.initial_network(config, shape, classes)
 
-    def memory_model(self, config: RunSpec, input_shape: tuple[int, int, int], num_classes: int) -> Network:
+    def memory_model(self, config: RunSpec, shape: Shape, classes: int) -> Network:
         """The run's architecture for estimating its memory (built under ``torch.device("meta")``: no values)."""
-        return build_model(config.model, self.layer_factory(config), input_shape, num_classes)
+        return build_model(config.model, self.layer_factory(config), shape, classes)
 
     def callbacks(self, config: RunSpec) -> list[Callback]:
         """The method's periodic work (recycling, syncs), run before the caller's callbacks."""

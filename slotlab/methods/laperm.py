@@ -27,7 +27,7 @@ from slotlab.init import initialize
 from slotlab.laperm import LaPermSync, agnosticize, check_sync_period, parse_densities, sparsify
 from slotlab.layers.dense import DENSE_INITS, DenseFactory
 from slotlab.layers.factory import LayerFactory
-from slotlab.methods.base import Method, Options, RunSpec, SourceNetwork, Steps, option
+from slotlab.methods.base import Method, Options, RunSpec, Shape, Source, Steps, option
 from slotlab.models import Network, build_model
 from slotlab.scales import Scale
 
@@ -74,16 +74,10 @@ class LaPerm(Method):
     def layer_factory(self, config: RunSpec) -> LayerFactory:
         return DenseFactory(self.init_name(config))
 
-    def initial_network(
-        self,
-        config: RunSpec,
-        input_shape: tuple[int, int, int],
-        num_classes: int,
-        source: SourceNetwork | None = None,
-    ) -> Network:
+    def initial_network(self, config: RunSpec, shape: Shape, classes: int, source: Source = None) -> Network:
         """Dense seeded weights, then the paper's initial variants: one shared value, random zeros."""
         o: LaPermOptions = config.options
-        model = build_model(config.model, self.layer_factory(config), input_shape, num_classes)
+        model = build_model(config.model, self.layer_factory(config), shape, classes)
         initialize(model, config.weight_seed, config.score_seed)
         if o.shared_value != 0:
             agnosticize(model, o.shared_value)

@@ -42,7 +42,7 @@ from slotlab.layers.biprop import BipropLayer
 from slotlab.layers.edge_popup import MASK_INITS, EdgePopupLayer, MaskedLayer, MaskFactory
 from slotlab.layers.factory import LayerFactory
 from slotlab.layers.random_mask import RandomMaskLayer
-from slotlab.methods.base import Method, Options, Range, RunSpec, SourceNetwork, option
+from slotlab.methods.base import Method, Options, Range, RunSpec, Shape, Source, option
 from slotlab.models import Network, build_model
 from slotlab.recycle import IteRand, WeightRecycling
 from slotlab.scales import Scale
@@ -146,14 +146,8 @@ class _MaskMethod(Method):
             binary_activations=o.binary_activations,
         )
 
-    def initial_network(
-        self,
-        config: RunSpec,
-        input_shape: tuple[int, int, int],
-        num_classes: int,
-        source: SourceNetwork | None = None,
-    ) -> Network:
-        model = build_model(config.model, self.layer_factory(config), input_shape, num_classes)
+    def initial_network(self, config: RunSpec, shape: Shape, classes: int, source: Source = None) -> Network:
+        model = build_model(config.model, self.layer_factory(config), shape, classes)
         if config.options.scope == "global":
             attach_global_scope(model, config.options.density)
         return initialize(model, config.weight_seed, config.score_seed)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from slotlab.methods.base import RunSpec, SourceNetwork, Steps, option
+from slotlab.methods.base import RunSpec, Shape, Source, Steps, option
 from slotlab.methods.slots import K_STEPS, SlotOptions, Slots
 from slotlab.models import Network
 from slotlab.scales import Scale
@@ -30,14 +30,8 @@ class RandomSlots(Slots):
     description = "baseline: one of K random values per connection chosen at random, nothing learned"
     options_type = RandomSlotOptions
 
-    def initial_network(
-        self,
-        config: RunSpec,
-        input_shape: tuple[int, int, int],
-        num_classes: int,
-        source: SourceNetwork | None = None,
-    ) -> Network:
-        model = super().initial_network(config, input_shape, num_classes)
+    def initial_network(self, config: RunSpec, shape: Shape, classes: int, source: Source = None) -> Network:
+        model = super().initial_network(config, shape, classes)
         for parameter in model.parameters():
             parameter.requires_grad_(False)  # the uniform random scores pick the slot; nothing learns
         return model

@@ -35,7 +35,7 @@ from slotlab.layers.dense import DENSE_INITS, DenseFactory
 from slotlab.layers.factory import LayerFactory
 from slotlab.layers.plain import to_plain
 from slotlab.layers.slot import SELECTIONS, SLOT_INITS, SlotFactory, SlotLayer, greedy_index
-from slotlab.methods.base import Method, Options, RunSpec, SourceNetwork, SourceRun, Steps, Toggle, option
+from slotlab.methods.base import Method, Options, RunSpec, Shape, Source, SourceRun, Steps, Toggle, option
 from slotlab.methods.dense import RESTARTS, SGD, dense_recipe, paper_epochs
 from slotlab.models import Network, build_model
 from slotlab.scales import Scale
@@ -123,17 +123,11 @@ class Learned(Method):
         # the network is plain; its BatchNorm is the slot network's (not affine), of which it is made
         return DenseFactory(DENSE_INITS[0], bn_affine=False)
 
-    def initial_network(
-        self,
-        config: RunSpec,
-        input_shape: tuple[int, int, int],
-        num_classes: int,
-        source: SourceNetwork | None = None,
-    ) -> Network:
+    def initial_network(self, config: RunSpec, shape: Shape, classes: int, source: Source = None) -> Network:
         """Dense weights, each drawn uniformly from the K values a slot machine with this weight seed holds."""
         factory = SlotFactory(config.options.k, init=self.init_name(config))
         slots = initialize(
-            build_model(config.model, factory, input_shape, num_classes),
+            build_model(config.model, factory, shape, classes),
             config.weight_seed,
             config.score_seed,
         )
@@ -209,13 +203,7 @@ class Finetune(Method):
         # a slot network's BatchNorm is not affine, and neither is the plain network made of it
         return DenseFactory(self.init_name(config), bn_affine=False)
 
-    def initial_network(
-        self,
-        config: RunSpec,
-        input_shape: tuple[int, int, int],
-        num_classes: int,
-        source: SourceNetwork | None = None,
-    ) -> Network:
+    def initial_network(self, config: RunSpec, shape: Shape, classes: int, source: Source = None) -> Network:
         if source is None:
             raise SlotlabError(
                 f"finetune run {config.hash} starts from its source run's network; train it through "
@@ -228,8 +216,8 @@ class Finetune(Method):
             )
         return to_plain(source.network)
 
-    def architecture(self, config: RunSpec, input_shape: tuple[int, int, int], num_classes: int) -> Network:
-        return build_model(config.model, self.layer_factory(config), input_shape, num_classes)
+    def architecture(self, config: RunSpec, shape: Shape, classes: int) -> Network:
+        return build_model(config.model, self.layer_factory(config), shape, classes)
 
     def recipe(self, scale: Scale, chosen: Mapping[str, Any]) -> dict[str, Any]:
         common = {**SGD, "lr": 0.01}
