@@ -25,6 +25,8 @@ from slotlab.errors import INTERRUPTED_EXIT_CODE, DiskError, SlotlabError, disk_
 from slotlab.export import export_run
 from slotlab.methods import METHODS, methods_with_option, option_specs
 from slotlab.models import MODELS
+from slotlab.reproduce import OUT as REPRODUCTIONS
+from slotlab.reproduce import experiment_list, reproduce
 from slotlab.runs import load_or_run, open_run, run_dir
 from slotlab.sweep import parse_assignments, sweep
 
@@ -90,6 +92,27 @@ def _parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="write a run's found network: a plain model and a compact file")
     export.add_argument("run", help="run folder (or its hash)")
     export.add_argument("--runs", default=None, help="runs folder to look the hash up in")
+    reproduce = sub.add_parser(
+        "reproduce",
+        help="run a paper's figure or table by name and compare it with the published numbers",
+        description="Writes reproductions/NAME/: table.csv, summary.csv, verdicts.csv and the figure (PDF, SVG, "
+        "PNG). The runs are ordinary cached runs: a second call reads them back.",
+    )
+    reproduce.add_argument("name", nargs="?", help="the experiment, e.g. slot-machines/k-sweep (see --list)")
+    reproduce.add_argument("--list", action="store_true", help="list every experiment with its status")
+    reproduce.add_argument(
+        "--scale", default=None, help="smoke, laptop (default) or paper; also $SLOTLAB_SCALE"
+    )
+    reproduce.add_argument(
+        "--seeds", type=int, default=None, help="seeds per point (default: the experiment's)"
+    )
+    reproduce.add_argument(
+        "--workers", type=int, default=None, help="parallel processes (default as for sweep)"
+    )
+    reproduce.add_argument("--runs", default=None, help="runs folder (default: $SLOTLAB_RUNS or ./runs)")
+    reproduce.add_argument("--out", default=str(REPRODUCTIONS), help="where reproductions are written")
+    reproduce.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    reproduce.add_argument("--no-progress", action="store_true", help="no progress bar")
     data = sub.add_parser(
         "data",
         help="check the MNIST, Fashion-MNIST and CIFAR-10 files against torchvision's MD5s, or download them",
@@ -206,6 +229,37 @@ def _export(args: argparse.Namespace) -> None:
         print(line)
 
 
+def _reproduce(args: argparse.Namespace) -> int:
+    if args.list:
+        with pd.option_context("display.max_colwidth", 70, "display.width", 250):
+            print(experiment_list(args.out).to_string(index=False))
+        return 0
+    if not args.name:
+        raise SlotlabError("reproduce needs an experiment name, or --list to see them")
+    result = reproduce(
+        args.name,
+        scale=args.scale,
+        seeds=args.seeds,
+        workers=args.workers,
+        root=args.runs,
+        out=args.out,
+        device=args.device,
+        progress=False if args.no_progress else None,
+    )
+    with pd.option_context("display.width", 250):
+        print(result.summary.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+        if len(result.verdicts):
+            print(
+                result.verdicts.drop(columns="tolerance").to_string(
+                    index=False, float_format=lambda v: f"{v:.2f}"
+                )
+            )
+    for line in result.failed:
+        print(f"not finished: {line}", file=sys.stderr)
+    print(f"(written to {result.folder})")
+    return 1 if result.failed else 0
+
+
 def _data(args: argparse.Namespace) -> int:
     root = Path(args.root).expanduser() if args.root else data_root()
     run = dataset_files.check if args.action == "check" else dataset_files.prepare
@@ -219,7 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     (``slotlab.errors``); ``--debug`` or ``SLOTLAB_DEBUG=1`` shows the full traceback instead."""
     args = _parser().parse_args(argv)
     debug = args.debug or os.environ.get("SLOTLAB_DEBUG", "") not in ("", "0")
-    command = {"train": _train, "sweep": _sweep, "export": _export, "data": _data}[args.command]
+    command = {"train": _train, "sweep": _sweep, "export": _export, "reproduce": _reproduce, "data": _data}[
+        args.command
+    ]
     try:
         return command(args) or 0
     except SlotlabError as error:

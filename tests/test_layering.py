@@ -25,6 +25,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
         "slotlab.dataset_files",
         "slotlab.styles",
         "slotlab.notebook_errors",
+        "slotlab.stats",
     ),
     1: (  # layers and models (and the DDP wrapper, which switches the slot layers' gradient path)
         "slotlab.layers",
@@ -70,7 +71,18 @@ LAYERS: dict[int, tuple[str, ...]] = {
         "slotlab.analysis.profiles",
         "slotlab.plot",
     ),
-    9: ("slotlab.notebooks", "slotlab.widgets"),  # notebook support
+    9: (  # notebook support: the notebooks' configs, the papers' experiments, widgets
+        "slotlab.notebooks",
+        "slotlab.widgets",
+        "slotlab.experiments",
+        "slotlab.experiments.base",
+        "slotlab.experiments.slot_machines",
+        "slotlab.experiments.edge_popup",
+        "slotlab.experiments.biprop",
+        "slotlab.experiments.iwr",
+        "slotlab.experiments.laperm",
+        "slotlab.reproduce",
+    ),
     10: ("slotlab.cli", "slotlab.__main__"),
 }
 LAYER_OF = {module: layer for layer, modules in LAYERS.items() for module in modules}

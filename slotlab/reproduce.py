@@ -1,0 +1,129 @@
+"""Reproduce a paper's figure or table by name: run its grid, then write the table, the figure and the verdicts.
+
+    python -m slotlab reproduce slot-machines/k-sweep --scale laptop --seeds 3
+    python -m slotlab reproduce --list
+
+The runs go through the sweep machinery (``slotlab.sweep``): cached by config hash, resumable, locked, in
+parallel workers. ``reproductions/<name>/`` then holds ``table.csv`` (one row per run), ``summary.csv`` (mean,
+std and 95 % interval per point), ``verdicts.csv`` (ours against each published number, within tolerance or
+not), the figure as PDF, SVG and PNG, and ``meta.json`` (scale, seeds, the measured training time).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from slotlab.checkpoint import atomic_write_json, atomic_write_text
+from slotlab.device import pick_device
+from slotlab.errors import SlotlabError
+from slotlab.experiments import EXPERIMENTS, Experiment, get_experiment
+from slotlab.plot import save_figure
+from slotlab.runs import open_run, run_dir, runs_root
+from slotlab.scales import SCALES, Scale, get_scale
+from slotlab.sweep import sweep
+
+OUT = Path("reproductions")
+
+
+@dataclass
+class Reproduction:
+    """A finished reproduction: what ran, the tables and the figure."""
+
+    experiment: Experiment
+    scale: Scale
+    seeds: list[int]
+    table: pd.DataFrame
+    summary: pd.DataFrame
+    verdicts: pd.DataFrame
+    figure: Figure
+    folder: Path | None
+    failed: list[str]  # one line per run that did not finish
+
+    def _repr_html_(self) -> str:
+        e = self.experiment
+        head = f"<p><b>{e.name}</b> ({e.paper}, {e.in_paper}) at scale <code>{self.scale.name}</code>: {e.question}</p>"
+        return head + self.verdicts.to_html(index=False, float_format=lambda v: f"{v:.2f}")
+
+
+def reproduce(
+    name: str,
+    scale: str | Scale | None = None,
+    seeds: int | None = None,
+    workers: int | None = None,
+    root: str | Path | None = None,
+    out: str | Path | None = OUT,
+    device: str | None = None,
+    progress: bool | None = None,
+) -> Reproduction:
+    """Run experiment ``name`` at ``scale`` over ``seeds`` seeds (default: the experiment's for that scale) and
+    write ``out/<name>/`` (``out`` None: write nothing)."""
+    experiment = get_experiment(name)
+    scale = get_scale(scale)
+    count = experiment.seeds.get(scale.name, 3) if seeds is None else seeds
+    if isinstance(count, bool) or int(count) != count or count < 1:
+        raise SlotlabError(f"seeds must be a whole number >= 1 (how many seeds per point), got {count!r}")
+    seed_list = list(range(int(count)))
+    planned = experiment.configs(scale, seed_list)
+    start = time.perf_counter()
+    sweep(
+        points=[config.changed_fields() for _, _, config in planned],
+        root=root,
+        workers=workers,
+        device=device,
+        progress=progress,
+    )
+    finished, failed = [], []
+    for point, seed, config in planned:
+        if (run_dir(config, root) / "result.json").is_file():
+            finished.append((point, seed, open_run(run_dir(config, root))))
+        else:
+            failed.append(f"{point.series} x={point.x} seed {seed}: run {config.name} did not finish")
+    table = experiment.table(finished)
+    summary = experiment.summary(table)
+    verdicts = experiment.verdicts(summary)
+    figure = experiment.plot(summary, title=f"{experiment.name} ({scale.name} scale, {count} seeds)")
+    folder = None
+    if out is not None:
+        folder = Path(out) / experiment.name
+        atomic_write_text(table.to_csv(index=False), folder / "table.csv")
+        atomic_write_text(summary.to_csv(index=False), folder / "summary.csv")
+        atomic_write_text(verdicts.to_csv(index=False), folder / "verdicts.csv")
+        save_figure(figure, folder / "figure")
+        meta: dict[str, Any] = {
+            "experiment": experiment.name,
+            "scale": scale.name,
+            "seeds": seed_list,
+            "runs": len(planned),
+            "failed": failed,
+            "train_seconds": float(sum(run.metrics.get("train_seconds", 0.0) for _, _, run in finished)),
+            "wall_seconds": time.perf_counter() - start,
+            "runs_root": str(runs_root(root)),
+            "device": str(pick_device(device)),
+        }
+        atomic_write_json(meta, folder / f"meta-{scale.name}.json")
+    return Reproduction(experiment, scale, seed_list, table, summary, verdicts, figure, folder, failed)
+
+
+def experiment_list(out: str | Path = OUT) -> pd.DataFrame:
+    """Every experiment: name, figure, question, runs per scale, training hours where measured, status."""
+    rows = []
+    for e in EXPERIMENTS.values():
+        row: dict[str, Any] = {"name": e.name, "in the paper": e.in_paper, "question": e.question}
+        for scale in SCALES.values():
+            runs = len(e.points(scale)) * e.seeds.get(scale.name, 3) if e.runnable else 0
+            meta = Path(out) / e.name / f"meta-{scale.name}.json"
+            hours = ""
+            if meta.is_file():
+                saved = pd.read_json(meta, typ="series")
+                hours = f"{float(saved['train_seconds']) / 3600:.2f} h"
+            row[f"{scale.name} runs"] = runs
+            row[f"{scale.name} measured"] = hours
+        row["status"] = e.status
+        rows.append(row)
+    return pd.DataFrame(rows)

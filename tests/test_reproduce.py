@@ -1,0 +1,91 @@
+"""Reproductions: verdicts against published numbers, the figure, the files written, the command line."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from slotlab import cli
+from slotlab.experiments import EXPERIMENTS, Experiment, Point, Published
+from slotlab.reproduce import experiment_list, reproduce
+from slotlab.scales import SCALES
+
+TOY = Experiment(
+    name="toy/k",
+    paper="toy",
+    in_paper="Fig. 1",
+    question="Does K help?",
+    grid=lambda scale: [Point("greedy", k, "slots", {"k": k}) for k in (2, 8)],
+    published=(
+        Published("greedy", 2, 97.0, "Fig. 1"),
+        Published("greedy", 8, 98.2, "Fig. 1"),
+        Published("x", 1, 50, "-"),
+    ),
+    tolerance=0.5,
+)
+
+
+def test_verdicts_set_ours_against_each_published_number_of_a_measured_point() -> None:
+    summary = pd.DataFrame(
+        [
+            {"series": "greedy", "x": 2, "mean": 96.8, "std": 0.1, "n": 3, "low": 96.5, "high": 97.1},
+            {"series": "greedy", "x": 8, "mean": 97.5, "std": 0.2, "n": 3, "low": 97.0, "high": 98.0},
+        ]
+    )
+    verdicts = TOY.verdicts(summary)
+    assert verdicts["x"].tolist() == [2, 8]  # the published point we did not measure is left out
+    assert verdicts["difference"].round(2).tolist() == [-0.2, -0.7]
+    assert verdicts["within tolerance"].tolist() == [True, False]
+
+
+def test_the_figure_draws_our_error_bars_and_the_published_markers() -> None:
+    summary = pd.DataFrame(
+        [{"series": "greedy", "x": 2, "mean": 96.8, "std": 0.1, "n": 3, "low": 0, "high": 0}]
+    )
+    ax = TOY.plot(summary).axes[0]
+    published = [line for line in ax.get_lines() if line.get_marker() == "D"]
+    assert sum(len(line.get_xdata()) for line in published) == 3
+    assert ax.containers and ax.get_ylabel() == "test accuracy (%)"
+
+
+def test_an_experiment_without_a_grid_says_what_it_misses() -> None:
+    with pytest.raises(Exception, match="give a grid, or say what is missing"):
+        Experiment(name="a/b", paper="p", in_paper="t", question="q", grid=None)
+    missing = Experiment(
+        name="a/b", paper="p", in_paper="t", question="q", grid=None, missing="weight sharing"
+    )
+    assert missing.status == "cannot run yet: weight sharing"
+
+
+def test_a_smoke_reproduction_writes_its_table_figure_and_verdicts(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setitem(EXPERIMENTS, TOY.name, TOY)
+    result = reproduce(
+        TOY.name, scale="smoke", seeds=2, root=tmp_path / "runs", out=tmp_path / "out", workers=1
+    )
+    folder = tmp_path / "out" / "toy" / "k"
+    for name in ("table.csv", "summary.csv", "verdicts.csv", "figure.png", "figure.pdf", "meta-smoke.json"):
+        assert (folder / name).is_file(), name
+    table = pd.read_csv(folder / "table.csv")
+    assert len(table) == 4 and sorted(table["seed"].unique()) == [0, 1]
+    assert result.summary["n"].tolist() == [2, 2] and len(result.verdicts) == 2
+    assert not result.failed
+    again = reproduce(TOY.name, scale="smoke", seeds=2, root=tmp_path / "runs", out=None, workers=1)
+    assert again.table["test %"].tolist() == result.table["test %"].tolist()  # read back from the cache
+
+
+def test_the_list_has_every_experiment_with_its_runs_per_scale() -> None:
+    listing = experiment_list()
+    assert listing["name"].tolist() == list(EXPERIMENTS)
+    for _, row in listing.iterrows():
+        e = EXPERIMENTS[row["name"]]
+        expected = len(e.points(SCALES["laptop"])) * e.seeds["laptop"] if e.runnable else 0
+        assert row["laptop runs"] == expected
+
+
+def test_the_command_line(capsys) -> None:
+    assert cli.main(["reproduce", "--list"]) == 0
+    assert "slot-machines/k-sweep" in capsys.readouterr().out
+    assert cli.main(["reproduce", "nothing/here"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown experiment 'nothing/here'" in err and "\n" not in err
+    assert cli.main(["reproduce"]) == 2
