@@ -71,13 +71,12 @@ def reproduce(
     seed_list = list(range(int(count)))
     planned = experiment.configs(scale, seed_list)
     start = time.perf_counter()
-    sweep(
-        points=[config.changed_fields() for _, _, config in planned],
-        root=root,
-        workers=workers,
-        device=device,
-        progress=progress,
-    )
+    # runs that start from another run (finetune) go once their sources are finished
+    sourced = [c for _, _, c in planned if c.method_rule.source_of(c)]
+    for stage in ([c for _, _, c in planned if not c.method_rule.source_of(c)], sourced):
+        if stage:
+            points = [config.changed_fields() for config in stage]
+            sweep(points=points, root=root, workers=workers, device=device, progress=progress)
     finished, failed = [], []
     for point, seed, config in planned:
         if (run_dir(config, root) / "result.json").is_file():

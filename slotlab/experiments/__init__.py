@@ -7,10 +7,12 @@ those slotlab cannot run yet included, marked with what they need.
 from __future__ import annotations
 
 from slotlab.errors import SlotlabError
-from slotlab.experiments import slot_machines
+from slotlab.experiments import biprop, edge_popup, iwr, laperm, slot_machines
 from slotlab.experiments.base import Experiment, Point, Published
 
-EXPERIMENTS: dict[str, Experiment] = {e.name: e for module in (slot_machines,) for e in module.EXPERIMENTS}
+EXPERIMENTS: dict[str, Experiment] = {
+    e.name: e for module in (slot_machines, edge_popup, biprop, iwr, laperm) for e in module.EXPERIMENTS
+}
 
 
 def get_experiment(name: str) -> Experiment:

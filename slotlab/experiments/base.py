@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
 
 from slotlab.config import RunConfig, scaled_config
 from slotlab.errors import SlotlabError
@@ -195,6 +196,8 @@ class Experiment:
             )
         if self.log_x and _numeric(summary["x"]):
             ax.set_xscale("log", base=2)
+            ax.xaxis.set_major_formatter(ScalarFormatter())  # 2, 4, 8 rather than 2^1, 2^2, 2^3
+            ax.set_xticks(sorted({float(x) for x in summary["x"]}))
         if not _numeric(summary["x"]):
             order = list(dict.fromkeys(summary["x"].tolist()))
             ax.set_xticks(range(len(order)), [str(x) for x in order])

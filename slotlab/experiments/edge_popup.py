@@ -1,0 +1,189 @@
+"""Edge-Popup (Ramanujan et al., CVPR 2020, arXiv 1911.13299): its figures and tables as experiments.
+
+The paper gives its CIFAR-10 results as figures only; the numbers it states are the ImageNet table of the authors'
+README, which slotlab cannot run yet. The settings here are shared with the Biprop and IWR experiments (which build
+on the same code base): at paper scale the paper's model on CIFAR-10 with augmentation; on the CPU scales either
+that model on a training subset or Lenet-300-100 on MNIST as a stand-in, whose series then carry the stand-in's
+name so that no verdict sets a stand-in's accuracy against the paper's number.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slotlab.experiments.base import Experiment, Point, Published
+from slotlab.scales import Scale
+
+PAPER = "Ramanujan et al. 2020, What's Hidden in a Randomly Weighted Neural Network? (Edge-Popup)"
+BEST_TEST = "best test epoch"
+MODEL_NAMES = {
+    "lenet300": "Lenet-300-100",
+    "conv2": "Conv-2",
+    "conv4": "Conv-4",
+    "conv6": "Conv-6",
+    "conv8": "Conv-8",
+    "resnet18": "ResNet-18",
+    "resnet20": "ResNet-20",
+}
+DEPTHS = ("conv2", "conv4", "conv6", "conv8")
+PAPER_DENSITIES = (0.1, 0.3, 0.5, 0.7, 0.9)  # the fraction of weights kept, across the papers' k axis
+SUBSETS = {"smoke": {"train_size": 256, "val_size": 100}, "laptop": {"train_size": 5000}}
+STAND_IN = {"model": "lenet300", "dataset": "mnist"}
+STAND_IN_TAG = " (Lenet-300-100 stand-in)"
+
+
+# --- settings shared with biprop.py and iwr.py ----------------------------------------------------------------
+def cifar(scale: Scale, model: str) -> dict[str, Any]:
+    """``model`` on CIFAR-10 with augmentation; on the CPU scales a training subset of it."""
+    data: dict[str, Any] = {"model": model, "dataset": "cifar10", "augment": True}
+    if scale.is_paper:
+        return data
+    return {**data, **SUBSETS.get(scale.name, SUBSETS["laptop"])}
+
+
+def stand_in(scale: Scale, model: str) -> tuple[dict[str, Any], str]:
+    """The paper's ``model`` on CIFAR-10 at paper scale; Lenet-300-100 on MNIST on the CPU scales, with the tag
+    its series names carry there."""
+    if scale.is_paper:
+        return cifar(scale, model), ""
+    return dict(STAND_IN), STAND_IN_TAG
+
+
+def dense_baseline(scale: Scale) -> dict[str, Any]:
+    """The hidden-networks dense baseline: Kaiming normal, SGD lr 0.01 with a cosine schedule, 100 epochs."""
+    if scale.is_paper:
+        return {"init": "kaiming", "lr": 0.01, "schedule": "cosine", "milestones": (), "epochs": 100}
+    return {"init": "kaiming"}
+
+
+def densities(scale: Scale, paper: tuple[float, ...], cpu: tuple[float, ...]) -> list[float]:
+    """``paper`` at paper scale; else the scale's densities among ``cpu``."""
+    if scale.is_paper:
+        return list(paper)
+    return [d for d in scale.densities if d in cpu] or list(cpu)
+
+
+def depth_models(scale: Scale) -> list[str]:
+    """Conv-2 to Conv-8 at paper scale; Conv-2 and Conv-4 on a CIFAR-10 subset on the CPU scales."""
+    return list(DEPTHS) if scale.is_paper else ["conv2", "conv4"]
+
+
+# --- grids --------------------------------------------------------------------------------------------------
+def _going_deeper(scale: Scale) -> list[Point]:
+    inits = {"Kaiming normal": "kn-scaled", "signed constant": "sc-scaled"}
+    if not scale.is_paper:
+        inits = {"signed constant": "sc-scaled"}
+    points = []
+    for model in depth_models(scale):
+        data = cifar(scale, model)
+        for label, init in inits.items():
+            points += [
+                Point(f"{MODEL_NAMES[model]}, {label}", d, "edge-popup", {"density": d, "init": init, **data})
+                for d in densities(scale, PAPER_DENSITIES, (0.1, 0.5))
+            ]
+        points.append(Point(f"{MODEL_NAMES[model]}, dense", 1.0, "dense", {**dense_baseline(scale), **data}))
+    return points
+
+
+def _init_ablation(scale: Scale) -> list[Point]:
+    setting, tag = stand_in(scale, "conv4")
+    return [
+        Point(f"{init}{tag}", d, "edge-popup", {"density": d, "init": init, **setting})
+        for init in ("kn", "kn-scaled", "sc", "sc-scaled")
+        for d in densities(scale, PAPER_DENSITIES, (0.1, 0.5))
+    ]
+
+
+def _density_sweep(scale: Scale) -> list[Point]:
+    return [
+        *(Point("edge-popup", d, "edge-popup", {"density": d}) for d in scale.densities),
+        Point("dense", 1.0, "dense", dense_baseline(scale)),
+    ]
+
+
+IMAGENET_PUBLISHED = (
+    ("Kaiming normal", "ResNet-50", 61.7),
+    ("signed Kaiming constant", "ResNet-50", 68.6),
+    ("Kaiming normal", "ResNet-101", 66.15),
+    ("signed Kaiming constant", "ResNet-101", 72.3),
+    ("Kaiming normal", "Wide ResNet-50", 67.9),
+    ("signed Kaiming constant", "Wide ResNet-50", 73.3),
+)
+
+EXPERIMENTS = [
+    Experiment(
+        name="edge-popup/going-deeper",
+        paper=PAPER,
+        in_paper="figure 'going deeper': Conv-2 to Conv-8 on CIFAR-10, accuracy against % of weights kept",
+        question="Do deeper random networks hide better subnetworks, closer to their trained dense versions?",
+        grid=_going_deeper,
+        x_label="fraction of weights kept (k)",
+        note="the paper gives this as a figure whose values its text does not state: no published numbers "
+        "(IWR's re-runs of Edge-Popup are the published numbers of iwr/density-conv2 ... conv8). Paper scale: "
+        "scaled Kaiming normal and scaled signed constant, 100 epochs, with the SGD dense line (the paper also "
+        "draws an Adam one). CPU scales: Conv-2 and Conv-4 on a CIFAR-10 subset, signed constant only.",
+    ),
+    Experiment(
+        name="edge-popup/going-wider",
+        paper=PAPER,
+        in_paper="figure 'going wider': Conv-4 and Conv-6 with a width multiplier",
+        question="Do wider random networks hide better subnetworks?",
+        grid=None,
+        missing="a width multiplier for the models",
+    ),
+    Experiment(
+        name="edge-popup/init-ablation",
+        paper=PAPER,
+        in_paper="figure: the weight distributions (Kaiming normal, scaled Kaiming normal, signed constant, "
+        "scaled signed constant), accuracy against % of weights kept",
+        question="Which random weight distribution hides the best subnetworks?",
+        grid=_init_ablation,
+        x_label="fraction of weights kept (k)",
+        note="a figure whose values the paper's text does not state: no published numbers. Paper scale: Conv-4 "
+        "on CIFAR-10; CPU scales: Lenet-300-100 on MNIST as a stand-in. slotlab has no Xavier or uniform "
+        "variants for masks.",
+    ),
+    Experiment(
+        name="edge-popup/density-sweep",
+        paper=PAPER,
+        in_paper="the k sweep (accuracy against % of weights kept) on the fully connected network of the "
+        "authors' configs (configs/smallscale/fc)",
+        question="How does accuracy depend on the fraction of weights kept: is it an inverted U with the best "
+        "between 30 and 70 %?",
+        grid=_density_sweep,
+        x_label="fraction of weights kept (k)",
+        note="Lenet-300-100 on MNIST at every scale; the authors ship its configs but report no numbers for it",
+    ),
+    Experiment(
+        name="edge-popup/vs-supermask",
+        paper=PAPER,
+        in_paper="figure: Edge-Popup against Zhou et al.'s supermask across k",
+        question="Does Edge-Popup find better subnetworks than Zhou et al.'s sampled supermasks?",
+        grid=None,
+        missing="Zhou et al.'s Bernoulli supermask (masks sampled from sigmoid scores)",
+    ),
+    Experiment(
+        name="edge-popup/imagenet",
+        paper=PAPER,
+        in_paper="ImageNet table (README results): ResNet-50, ResNet-101, Wide ResNet-50 at 30 % of weights",
+        question="How accurate are subnetworks of large random ResNets on ImageNet?",
+        grid=None,
+        missing="ImageNet training at scale on a GPU (100 epochs of ResNet-50/101, Wide ResNet-50-2) and a "
+        "ResNet-101 model",
+        published=tuple(
+            Published(
+                series, model, value, "hidden-networks README table (ImageNet top-1, 30 % kept)", BEST_TEST
+            )
+            for series, model, value in IMAGENET_PUBLISHED
+        ),
+        x_label="model",
+    ),
+    Experiment(
+        name="edge-popup/imagenet-density",
+        paper=PAPER,
+        in_paper="figure: ImageNet accuracy against % of weights kept and against the number of parameters",
+        question="How does ImageNet accuracy depend on k and on the subnetwork's size?",
+        grid=None,
+        missing="ImageNet training at scale on a GPU and ResNet-101",
+    ),
+]

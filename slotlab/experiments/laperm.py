@@ -1,0 +1,192 @@
+"""LaPerm / Train-by-Reconnect (Qiu & Suda, NeurIPS 2020, arXiv 2003.02570): its figures and tables as experiments.
+
+The numbers stated are the "pretrain" table of the authors' README (ihsuy/Train-by-Reconnect), measured with their
+Keras notebooks; most of its networks (Conv7, the BatchNorm/dropout Conv2/4/13, a Keras CIFAR ResNet-50, F1) are
+not slotlab models, so those experiments are listed with what they need. The notebooks keep the best weights by
+test accuracy; slotlab selects on a validation split unless ``protocol="best-test"``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slotlab.experiments.base import Experiment, Point, Published
+from slotlab.scales import Scale
+
+PAPER = "Qiu & Suda 2020, Train-by-Reconnect (LaPerm)"
+README = "LaPerm README pretrain table"
+PROTOCOL = "best test evaluation (the notebooks keep the best weights on the test set)"
+ADAM = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule": "cosine", "milestones": ()}
+
+
+def _adam(scale: Scale, **choices: Any) -> dict[str, Any]:
+    """Plain Adam on dense weights, LaPerm's inner optimiser alone; the Conv7 notebook's 45 epochs, batch 50 at
+    paper scale (as the laperm recipe)."""
+    paper = {"epochs": 45, "batch_size": 50} if scale.is_paper else {}
+    return {**ADAM, **paper, **choices}
+
+
+def _periods(scale: Scale) -> tuple[int, ...]:
+    return {"smoke": (1, 20), "laptop": (1, 20, 100, 1000)}.get(scale.name, (1, 20, 100, 500, 1000))
+
+
+def _sync_period(scale: Scale) -> list[Point]:
+    periods = _periods(scale)
+    return [
+        *(Point("LaPerm", k, "laperm", {"sync_period": k}) for k in periods),
+        Point("Adam (no sync)", max(periods), "dense", _adam(scale)),
+    ]
+
+
+def _vs_adam(scale: Scale) -> list[Point]:
+    budgets = {"smoke": (1,), "laptop": (2, 6)}.get(scale.name, (15, 45))
+    return [
+        *(Point("LaPerm (k = 20)", e, "laperm", {"sync_period": 20, "epochs": e}) for e in budgets),
+        *(Point("Adam", e, "dense", _adam(scale, epochs=e)) for e in budgets),
+    ]
+
+
+def _sparse_init(scale: Scale) -> list[Point]:
+    return [
+        Point(
+            "LaPerm (k = 20)", d, "laperm", {"sync_period": 20, **({"init_density": str(d)} if d < 1 else {})}
+        )
+        for d in (1.0, 0.5, 0.1)
+    ]
+
+
+def _weight_agnostic_f2(scale: Scale) -> list[Point]:
+    return [
+        Point(
+            "LaPerm, shared value 0.03",
+            "F2",
+            "laperm",
+            {
+                "model": "f2",
+                "sync_period": 250,
+                "shared_value": 0.03,
+                "init_density": "1/15,1/7,1/3",
+                "weight_decay": 2e-4,  # the notebook's Keras L2 of 1e-4 (Keras adds l * w^2, gradient 2 l w)
+            },
+        )
+    ]
+
+
+def _weight_profiles(scale: Scale) -> list[Point]:
+    return [
+        Point("dense (SGD)", "Lenet-300-100", "dense", {}),
+        Point("dense (Adam)", "Lenet-300-100", "dense", _adam(scale)),
+        Point("LaPerm (k = 20)", "Lenet-300-100", "laperm", {"sync_period": 20}),
+    ]
+
+
+EXPERIMENTS = [
+    Experiment(
+        name="laperm/sync-period",
+        paper=PAPER,
+        in_paper="analysis: the effect of the sync period k (steps between permutation syncs)",
+        question="How often must the inner optimiser's weights be pulled back to a permutation of their initial "
+        "values?",
+        grid=_sync_period,
+        x_label="sync period k (optimiser steps)",
+        log_x=True,
+        note="Lenet-300-100 on MNIST at every scale, with plain Adam as the reference; the paper's sync-period "
+        "results are not stated as numbers in its text (the README uses k = 20 ... 1200 per model): no "
+        "published numbers.",
+    ),
+    Experiment(
+        name="laperm/vs-adam",
+        paper=PAPER,
+        in_paper="claim (abstract): LaPerm trains as fast and as accurately as Adam from a dense random init",
+        question="At equal epochs, does training by reconnecting match training the weights with Adam?",
+        grid=_vs_adam,
+        x_label="training epochs",
+        note="Lenet-300-100 on MNIST; the epoch budgets are ours (paper scale: 15 and the Conv7 notebook's 45, "
+        "batch 50). The paper's curves are figures: no published numbers.",
+    ),
+    Experiment(
+        name="laperm/sparse-init",
+        paper=PAPER,
+        in_paper="Sec. 5.4 idea: a random sparse init, its zeros relocated by the permutations",
+        question="Does LaPerm still train when most initial weights are zero and only their positions can move?",
+        grid=_sparse_init,
+        x_label="fraction of weights non-zero at init",
+        log_x=True,
+        note="Lenet-300-100 on MNIST at every scale; the published sparse-init numbers are the CIFAR-10 "
+        "ResNet-50's (laperm/resnet50-pruned).",
+    ),
+    Experiment(
+        name="laperm/weight-agnostic-f2",
+        paper=PAPER,
+        in_paper="README pretrain table: weight-agnostic F2 (784-128-64-10, one shared value 0.03, 92 % zeros)",
+        question="How accurate is a network whose weights all share one value, trained only by moving its "
+        "zeros?",
+        grid=_weight_agnostic_f2,
+        published=(Published("LaPerm, shared value 0.03", "F2", 78.14, README, PROTOCOL),),
+        x_label="model",
+        note="the F1/F2 notebook: sync every 250 steps, kept fractions 1/15, 1/7, 1/3 per layer, Adam, 25 "
+        "epochs at paper scale",
+    ),
+    Experiment(
+        name="laperm/weight-agnostic-f1",
+        paper=PAPER,
+        in_paper="README pretrain table: weight-agnostic F1 (784-10, one shared value 0.08, 40 % zeros)",
+        question="How accurate is a one-layer network of one shared value, trained only by moving its zeros?",
+        grid=None,
+        missing="LaPerm's F1 model (784-10, no hidden layer)",
+        published=(Published("LaPerm, shared value 0.08", "F1", 85.46, README, PROTOCOL),),
+        x_label="model",
+    ),
+    Experiment(
+        name="laperm/conv7",
+        paper=PAPER,
+        in_paper="README pretrain table: Conv7 on MNIST, dense He-uniform init",
+        question="How accurate is a CNN trained only by reconnecting its initial weights on MNIST?",
+        grid=None,
+        missing="LaPerm's Conv7 (its 7-layer MNIST CNN)",
+        published=(Published("LaPerm", "Conv7", 99.72, README, PROTOCOL),),
+        x_label="model",
+        note="the README lists k = 1200 for Conv7 while its notebook syncs every 20 steps",
+    ),
+    Experiment(
+        name="laperm/cifar10-convs",
+        paper=PAPER,
+        in_paper="README pretrain table: Conv2, Conv4, Conv13 on CIFAR-10 (k = 1000, He-uniform)",
+        question="How accurate are CIFAR-10 CNNs trained only by reconnecting their initial weights?",
+        grid=None,
+        missing="LaPerm's Conv2, Conv4 and Conv13 (BatchNorm, dropout, biases, 'same' padding)",
+        published=tuple(
+            Published("LaPerm (k = 1000)", model, value, README, PROTOCOL)
+            for model, value in (("Conv2", 78.21), ("Conv4", 89.17), ("Conv13", 92.21))
+        ),
+        x_label="model",
+        note="these are not the Edge-Popup Conv-2/4 (conv2, conv4 in slotlab); their notebooks also skip the "
+        "input normalisation they compute",
+    ),
+    Experiment(
+        name="laperm/resnet50-pruned",
+        paper=PAPER,
+        in_paper="README pretrain table: ResNet-50 on CIFAR-10 with 0, 30, 50, 70 % of weights randomly pruned "
+        "before training",
+        question="How much accuracy does LaPerm lose when a random part of the initial weights is zeroed?",
+        grid=None,
+        missing="LaPerm's CIFAR-10 ResNet-50 (Keras ResNet-v1 layout)",
+        published=tuple(
+            Published("LaPerm", d, value, f"{README} (k = {k})", PROTOCOL)
+            for d, value, k in ((1.0, 92.53, 400), (0.7, 92.32, 800), (0.5, 92.02, 800), (0.3, 90.97, 800))
+        ),
+        x_label="fraction of weights non-zero at init",
+    ),
+    Experiment(
+        name="laperm/weight-profiles",
+        paper=PAPER,
+        in_paper="Sec. 2: sorted weight profiles of trained networks look alike and like the init",
+        question="After ordinary training, are a layer's sorted incoming-weight vectors all alike, so that the "
+        "locations rather than the values carry what was learned?",
+        grid=_weight_profiles,
+        x_label="model",
+        note="the figure is slotlab.analysis.weight_profiles over these runs' networks; the default analysis "
+        "reports their accuracy. The paper profiles Keras' pretrained ImageNet models (VGG, ResNet, DenseNet, "
+        "MobileNet, NASNet, Xception); here our own trained Lenet-300-100. No published numbers.",
+    ),
+]
