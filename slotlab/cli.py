@@ -101,6 +101,11 @@ def _parser() -> argparse.ArgumentParser:
     reproduce.add_argument("name", nargs="?", help="the experiment, e.g. slot-machines/k-sweep (see --list)")
     reproduce.add_argument("--list", action="store_true", help="list every experiment with its status")
     reproduce.add_argument(
+        "--throughput",
+        default=None,
+        help="with --list: a throughput.csv of benchmarks/gpu_check.py, to estimate the paper scale's hours",
+    )
+    reproduce.add_argument(
         "--scale", default=None, help="smoke, laptop (default) or paper; also $SLOTLAB_SCALE"
     )
     reproduce.add_argument(
@@ -231,8 +236,8 @@ def _export(args: argparse.Namespace) -> None:
 
 def _reproduce(args: argparse.Namespace) -> int:
     if args.list:
-        with pd.option_context("display.max_colwidth", 70, "display.width", 250):
-            print(experiment_list(args.out).to_string(index=False))
+        with pd.option_context("display.max_colwidth", 48, "display.width", 250):
+            print(experiment_list(args.out, args.throughput).to_string(index=False))
         return 0
     if not args.name:
         raise SlotlabError("reproduce needs an experiment name, or --list to see them")

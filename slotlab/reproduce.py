@@ -109,8 +109,53 @@ def reproduce(
     return Reproduction(experiment, scale, seed_list, table, summary, verdicts, figure, folder, failed)
 
 
-def experiment_list(out: str | Path = OUT) -> pd.DataFrame:
-    """Every experiment: name, figure, question, runs per scale, training hours where measured, status."""
+# training images per epoch of the full datasets (the training split less the default validation split)
+TRAIN_IMAGES = {"mnist": 50_000, "fashion-mnist": 50_000, "cifar10": 45_000, "imagenet": 1_271_167}
+# the throughput table's method labels (benchmarks/gpu_check.py); methods that train plain weights run as dense
+THROUGHPUT_METHOD = {
+    "slots": "slots K=8",
+    "random-slots": "slots K=8",
+    "learned": "dense",
+    "finetune": "dense",
+}
+
+
+def read_throughput(path: str | Path) -> dict[tuple[str, str, int], float]:
+    """``benchmarks/gpu_check.py``'s throughput.csv: images per second by (method label, model, batch)."""
+    try:
+        frame = pd.read_csv(path)
+        return {
+            (str(r.method), str(r.model), int(r.batch)): float(r.images_per_second)
+            for r in frame.itertuples()
+        }
+    except (OSError, ValueError, AttributeError, pd.errors.ParserError) as error:
+        raise SlotlabError(
+            f"cannot read throughput table {path} ({type(error).__name__}); make one with benchmarks/gpu_check.py"
+        ) from None
+
+
+def estimated_hours(
+    experiment: Experiment, scale: Scale, rates: dict[tuple[str, str, int], float]
+) -> float | None:
+    """Training hours of ``experiment`` at ``scale`` from measured throughput; None where a model or method of
+    the grid was not measured (evaluation passes are not counted)."""
+    seeds = range(experiment.seeds.get(scale.name, 3))
+    seconds = 0.0
+    for _, _, config in experiment.configs(scale, list(seeds)):
+        label = THROUGHPUT_METHOD.get(config.method, config.method)
+        batches = sorted({b for (m, model, b) in rates if m == label and model == config.model})
+        if not batches:
+            return None
+        batch = min(batches, key=lambda b: abs(b - config.batch_size))
+        images = config.train_size or TRAIN_IMAGES.get(config.dataset, 50_000)
+        seconds += config.epochs * images / rates[(label, config.model, batch)]
+    return seconds / 3600
+
+
+def experiment_list(out: str | Path = OUT, throughput: str | Path | None = None) -> pd.DataFrame:
+    """Every experiment: name, figure, question, runs per scale, training hours where measured, status; with a
+    throughput table, the hours the paper scale would take on the machine that measured it."""
+    rates = read_throughput(throughput) if throughput is not None else None
     rows = []
     for e in EXPERIMENTS.values():
         row: dict[str, Any] = {"name": e.name, "in the paper": e.in_paper, "question": e.question}
@@ -123,6 +168,9 @@ def experiment_list(out: str | Path = OUT) -> pd.DataFrame:
                 hours = f"{float(saved['train_seconds']) / 3600:.2f} h"
             row[f"{scale.name} runs"] = runs
             row[f"{scale.name} measured"] = hours
+        if rates is not None:
+            hours = estimated_hours(e, SCALES["paper"], rates) if e.runnable else None
+            row["paper hours (est.)"] = "?" if hours is None else f"{hours:.1f}"
         row["status"] = e.status
         rows.append(row)
     return pd.DataFrame(rows)
