@@ -54,7 +54,10 @@ MODEL_BATCHES = {
     "conv6-sm": (128,),
     "f2": (128,),
 }
-SHAPES = {"lenet300": ((1, 28, 28), "synthetic"), "f2": ((1, 28, 28), "synthetic")}  # every other model: CIFAR-shaped
+SHAPES = {
+    "lenet300": ((1, 28, 28), "synthetic"),
+    "f2": ((1, 28, 28), "synthetic"),
+}  # every other model: CIFAR-shaped
 
 
 def environment() -> dict[str, str]:

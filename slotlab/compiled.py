@@ -1,13 +1,19 @@
-"""Small CPU kernels compiled with ``torch.compile`` (inductor's C++ backend), checked against their eager form.
+"""Small kernels compiled with ``torch.compile``, checked against their eager form: on the CPU by inductor's C++
+backend, on CUDA by Triton.
 
-The slot step on the CPU is bound by memory traffic, and every eager PyTorch op is one more pass over a K-sized
-tensor; a compiled kernel fuses a whole rule into one loop. Compiling needs a C++ compiler: where it fails, or
-where the compiled kernel disagrees with the eager one on a probe, ``checked_compile`` returns None and the caller
-keeps its eager path.
+The slot step is bound by memory traffic, and every eager PyTorch op is one more pass over a K-sized tensor (on a
+GPU, one more kernel launch as well); a compiled kernel fuses a whole rule into one loop. Compiling needs a C++
+compiler (CPU) or a working Triton (CUDA): where it fails, or where the compiled kernel disagrees with the eager
+one on a probe, ``checked_compile`` returns None and the caller keeps its eager path.
+
+``per_device`` makes that decision once per device type (``"cpu"``, ``"cuda"``), with the probe inputs created
+on that device, so that a kernel that compiles on the CPU but not on the GPU (or the reverse) is used only where
+it was checked.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from collections.abc import Callable
@@ -33,6 +39,7 @@ def checked_compile(fn: Callable, *probe: torch.Tensor | float) -> Callable | No
     Not ``fullgraph``: past dynamo's recompile limit (e.g. more distinct K in one process than it keeps) the
     kernel runs eagerly instead of failing.
     """
+    where = next((a.device.type for a in probe if isinstance(a, torch.Tensor)), "cpu")
     try:
         with warnings.catch_warnings(), torch.no_grad():  # the kernels run without autograd: probe them so
             warnings.simplefilter("ignore")
@@ -44,12 +51,51 @@ def checked_compile(fn: Callable, *probe: torch.Tensor | float) -> Callable | No
             got = compiled(*compiled_args)
     except Exception as error:  # any failure of the compiler stack: keep the eager path
         log.warning(
-            "slotlab: torch.compile unavailable (%s: %s); using eager kernels", type(error).__name__, error
+            "slotlab: torch.compile unavailable on %s (%s: %s); using eager kernels",
+            where,
+            type(error).__name__,
+            error,
         )
         return None
     pairs = [(expected, got)] if isinstance(expected, torch.Tensor) else []
     pairs += [(a, b) for a, b in zip(eager_args, compiled_args, strict=True) if isinstance(a, torch.Tensor)]
     if not all(torch.allclose(a, b, rtol=1e-6, atol=1e-7) for a, b in pairs):
-        log.warning("slotlab: a compiled kernel disagrees with its eager form; using eager kernels")
+        log.warning(
+            "slotlab: a compiled kernel disagrees with its eager form on %s; using eager kernels", where
+        )
         return None
     return compiled
+
+
+COMPILED_DEVICE_TYPES = ("cpu", "cuda")  # where torch.compile has a backend we try: inductor's C++ and Triton
+
+
+def device_available(device_type: str) -> bool:
+    """Whether this process can put tensors on a device of ``device_type`` (the CPU always; CUDA with a GPU)."""
+    if device_type == "cpu":
+        return True
+    backend = getattr(torch, device_type, None)
+    is_available = getattr(backend, "is_available", None)
+    return bool(is_available()) if callable(is_available) else False
+
+
+def per_device(
+    fn: Callable, probe: Callable[[], tuple[torch.Tensor | float, ...]]
+) -> Callable[[str], Callable | None]:
+    """A lookup ``device_type -> checked_compile(fn, *probe on that device)``, computed once per device type.
+
+    ``probe()`` makes the probe inputs on the CPU (from a seeded generator, so that every device checks the same
+    numbers); they are moved to the device before the check. Device types outside ``COMPILED_DEVICE_TYPES``, or
+    not available in this process, get None (the caller's eager path) without compiling anything.
+    """
+
+    @functools.cache
+    def kernel(device_type: str) -> Callable | None:
+        if device_type not in COMPILED_DEVICE_TYPES or not device_available(device_type):
+            return None
+        device = torch.device(device_type)
+        inputs = [a.to(device) if isinstance(a, torch.Tensor) else a for a in probe()]
+        return checked_compile(fn, *inputs)
+
+    kernel.__doc__ = f"``{fn.__name__}`` compiled and checked for a device type; None: use it eagerly."
+    return kernel

@@ -28,7 +28,7 @@ from slotlab.errors import SlotlabError
 from slotlab.methods import METHODS, Method, Options, get_method, methods_with_option, option_specs
 from slotlab.models import model_names
 from slotlab.scales import Scale, get_scale
-from slotlab.train import TrainSettings
+from slotlab.train import PRECISIONS, TrainSettings
 
 SEED_FIELDS = ("weight_seed", "score_seed", "data_seed", "sample_seed", "split_seed")
 
@@ -52,6 +52,8 @@ FIELD_HELP = {
     "augment": "CIFAR augmentation: random crop (padding 4) and horizontal flip",
     "protocol": "val: select on validation, test once (default); best-test: the papers' max test accuracy "
     "over epochs (optimistic)",
+    "precision": "fp32 (default) or bf16: forward passes under bfloat16 autocast (parameters, gradients and "
+    "optimiser stay float32)",
     "weight_seed": "seed of the random weight values",
     "score_seed": "seed of the scores (and of the learned baseline's random choice)",
     "data_seed": "seed of the data order and augmentation",
@@ -63,6 +65,7 @@ CHOICES = {
     "optimizer": ("sgd", "adam"),
     "schedule": ("constant", "cosine", "step", "restarts"),
     "protocol": ("val", "best-test"),
+    "precision": PRECISIONS,
 }
 
 
@@ -87,6 +90,7 @@ class RunConfig:
     train_size: int = 0
     augment: bool = False
     protocol: str = "val"
+    precision: str = "fp32"
     weight_seed: int = 0
     score_seed: int = 0
     data_seed: int = 0
@@ -251,6 +255,7 @@ class RunConfig:
             sample_seed=self.sample_seed,
             label=self.method,
             name=self.name,
+            precision=self.precision,
         )
 
 

@@ -68,8 +68,9 @@ def make_optimizer(
 ) -> torch.optim.Optimizer:
     """SGD (with momentum) or Adam over ``parameters``; weight decay applies to exactly these parameters.
 
-    With ``model`` given, SGD with momentum over slot scores on the CPU is ``SlotSGD``, which fuses the
-    straight-through score gradient into the update (same rule, less memory traffic), where torch.compile works.
+    With ``model`` given, SGD with momentum over slot scores is ``SlotSGD``, which fuses the straight-through
+    score gradient into the update (same rule, less memory traffic), where torch.compile works on the scores'
+    device (the CPU, CUDA: ``fused_update_available``); plain SGD elsewhere. Move the model first.
     """
     fused = fused_kernels(parameters)
     if config.optimizer == "sgd" and model is not None and config.momentum > 0:

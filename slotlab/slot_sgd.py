@@ -12,13 +12,14 @@ Materialising the gradient costs 2K floats of memory traffic per connection and 
 G * W, the optimiser reads it back) on top of the 5K the update itself must move (read W, S, M; write S, M). The
 Lenet-300-100 slot step is bound by that traffic on the CPU, so ``SlotSGD`` keeps only G (the layer's backward
 hands it over instead of the K-sized gradient) and applies the two lines above in one compiled loop
-(``torch.compile``, inductor's C++ backend), reading each K-sized tensor once.
+(``torch.compile``: inductor's C++ backend on the CPU, a Triton kernel on CUDA), reading each K-sized tensor once.
+The kernel is compiled and checked against the eager rule once per device type (``slotlab.compiled.per_device``).
 
 From zero, the first step gives mu * 0 + g = g exactly, as SGD's first step (which copies the gradient). The
 momentum buffer lives in the optimiser state under SGD's own key, so checkpoints are interchangeable with plain
 SGD. Parameters that are not slot scores, and slot scores that received an ordinary gradient (a DDP run gives its
 layers ``AutogradGrad``, before or after SlotSGD is built, and SlotSGD leaves it), take plain SGD's step.
-Where the compiler is not available, ``make_optimizer`` keeps plain SGD.
+Where the compiler is not available on the scores' device, ``make_optimizer`` keeps plain SGD.
 
 Ownership of the gradient path: ``SlotSGD`` installs a ``HandOverGrad`` on each of its layers and puts the
 strategy it replaced back in ``close()`` (also on leaving a ``with`` block, and when the optimiser is garbage
@@ -28,14 +29,13 @@ already in the charge of another, still open SlotSGD is refused with a ``ValueEr
 
 from __future__ import annotations
 
-import functools
 import weakref
 from collections.abc import Iterable
 
 import torch
 from torch import nn
 
-from slotlab.compiled import checked_compile
+from slotlab.compiled import per_device
 from slotlab.layers.slot import AutogradGrad, HandOverGrad, SlotLayer
 
 
@@ -63,18 +63,26 @@ def _update(
     scores.copy_(scores - buffer * lr)
 
 
-@functools.cache
-def _compiled_update():
-    """The update compiled once per process, for any n; None where compiling fails (no C++ compiler, say)."""
+def _update_probe() -> tuple[torch.Tensor, ...]:
     gen = torch.Generator().manual_seed(0)
     tensors = [torch.rand((2, 37), generator=gen) for _ in range(3)]  # K = 2: not duck-sized with hyper
     hyper = torch.tensor([0.1, 0.9, 1e-4])
-    return checked_compile(_update, *tensors, torch.randn(37, generator=gen), hyper)
+    return (*tensors, torch.randn(37, generator=gen), hyper)
+
+
+# device type -> the update compiled for any n and checked on that device, or None
+_update_kernels = per_device(_update, _update_probe)
+
+
+def _compiled_update(device_type: str = "cpu"):
+    """The update compiled once per process and device type (inductor C++ on "cpu", Triton on "cuda"), for any
+    n; None where compiling fails there (no C++ compiler, no Triton, a kernel that disagrees with ``_update``)."""
+    return _update_kernels(device_type)
 
 
 def fused_update_available(device: torch.device | str) -> bool:
-    """Whether ``SlotSGD`` can run on ``device``: the CPU with a working ``torch.compile``."""
-    return torch.device(device).type == "cpu" and _compiled_update() is not None
+    """Whether ``SlotSGD`` can run on ``device``: a device type (the CPU, CUDA) where ``torch.compile`` works."""
+    return _compiled_update(torch.device(device).type) is not None
 
 
 def _give_back(held: dict[int, tuple[SlotLayer, HandOverGrad]]) -> None:
@@ -113,11 +121,14 @@ class SlotSGD(torch.optim.SGD):
         super().__init__(
             params, lr=lr, momentum=momentum, weight_decay=weight_decay, fused=fused_kernels(params)
         )
-        self.update = _compiled_update()
-        if self.update is None:
-            raise RuntimeError("SlotSGD needs torch.compile; check fused_update_available() first")
         owned = {id(p) for group in self.param_groups for p in group["params"]}
         chosen = list({id(layer.scores): layer for layer in layers if id(layer.scores) in owned}.values())
+        devices = {layer.scores.device.type for layer in chosen} or {"cpu"}
+        missing = sorted(d for d in devices if _compiled_update(d) is None)
+        if missing:
+            raise RuntimeError(
+                f"SlotSGD needs torch.compile on {', '.join(missing)}; check fused_update_available() first"
+            )
         taken = [layer for layer in chosen if isinstance(layer.grad_path, HandOverGrad)]
         if taken:
             raise ValueError(
@@ -150,8 +161,8 @@ class SlotSGD(torch.optim.SGD):
     def step(self, closure=None):  # type: ignore[override]
         loss = super().step(closure)  # every parameter with an ordinary gradient
         for group in self.param_groups:
-            # a tensor, so that a new learning rate every step does not recompile the kernel
-            hyper = torch.tensor([float(group[key]) for key in ("lr", "momentum", "weight_decay")])
+            numbers = [float(group[key]) for key in ("lr", "momentum", "weight_decay")]
+            hypers: dict[torch.device, torch.Tensor] = {}  # per device of the group's scores
             for scores in group["params"]:
                 entry = self._held.get(id(scores))
                 if entry is None or entry[1].pending is None:
@@ -160,8 +171,15 @@ class SlotSGD(torch.optim.SGD):
                 state = self.state[scores]
                 if state.get("momentum_buffer") is None:
                     state["momentum_buffer"] = torch.zeros_like(scores)
+                # a tensor, so that a new learning rate every step does not recompile the kernel; on the scores'
+                # device, which the kernel (a Triton one on CUDA) reads it from
+                hyper = hypers.get(scores.device)
+                if hyper is None:
+                    hyper = hypers[scores.device] = torch.tensor(numbers, device=scores.device)
+                # the same rule eagerly, should the layer have moved to a device without a kernel since __init__
+                update = _compiled_update(scores.device.type) or _update
                 k = layer.k
-                self.update(
+                update(
                     scores.detach().view(k, -1),
                     layer.values.view(k, -1),
                     state["momentum_buffer"].view(k, -1),

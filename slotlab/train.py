@@ -8,6 +8,10 @@ Randomness is derived per epoch: the data order and augmentation from (data_seed
 selection from (sample_seed, epoch). A run resumed from the checkpoint of epoch e therefore replays epoch e + 1
 exactly, and ends bit-identical (on the CPU) to a run that was never interrupted.
 
+Precision (``TrainSettings.precision``): "fp32", or "bf16", which runs every forward pass of the loop (training
+and evaluation) under ``torch.autocast`` to bfloat16 on the trainer's device; parameters, frozen values, gradients,
+optimiser state and the loss stay float32.
+
 Under torchrun the training step calls the model through DistributedDataParallel, each rank trains on its shard
 of every global batch, and every metric is a sum reduced over ranks (``slotlab.distributed``); ``trainer.model``
 stays the plain module, so callbacks edit and read it the same way on one process or many.
@@ -34,6 +38,7 @@ from slotlab.init import stream_seed
 from slotlab.layers.slot import SlotLayer
 
 HISTORY_COLUMNS = ["epoch", "split", "loss", "accuracy", "lr", "seconds"]
+PRECISIONS = ("fp32", "bf16")  # fp32: plain float32; bf16: the forward under bfloat16 autocast
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,13 @@ class TrainSettings:
     sample_seed: int = 0
     label: str = "train"  # the progress bar's name (the method)
     name: str = "run"  # the run's name (its folder name), for plots and messages
+    # fp32, or bf16: forward passes (training and evaluation) under torch.autocast to bfloat16; the parameters,
+    # the frozen values, the gradients, the optimiser and the loss stay float32
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -161,8 +173,9 @@ class Trainer:
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen = 0
         for images, labels in self.train_batches.epoch(epoch_generator(self.settings.data_seed, epoch)):
-            logits = self.train_model(images)
-            loss = F.cross_entropy(logits, labels)
+            with self.autocast():
+                logits = self.train_model(images)
+            loss = F.cross_entropy(logits.float(), labels)  # float32 (a no-op for float32 logits)
             if self.optimizer is not None:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -234,14 +247,22 @@ class Trainer:
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen = 0
         for images, labels in self.eval_batches[split].epoch():
-            logits = self.model(images)
-            loss_sum += F.cross_entropy(logits, labels, reduction="sum")
+            with self.autocast():
+                logits = self.model(images)
+            loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
             correct += (logits.argmax(1) == labels).sum()
             seen += len(labels)
         self.model.train(was_training)
         loss_sum, correct, seen = self._reduce(loss_sum, correct, seen)
         seconds = distributed.all_reduce_max(time.perf_counter() - start, self.dist, self.device)
         return loss_sum / max(seen, 1), correct / max(seen, 1), seconds
+
+    def autocast(self) -> torch.autocast:
+        """The context of a forward pass: bfloat16 autocast on the trainer's device for precision bf16, a context
+        that changes nothing for fp32."""
+        return torch.autocast(
+            device_type=self.device.type, dtype=torch.bfloat16, enabled=self.settings.precision == "bf16"
+        )
 
     def _reduce(self, loss_sum: torch.Tensor, correct: torch.Tensor, seen: int) -> tuple[float, float, float]:
         """(loss sum, correct count, examples) summed over ranks, as Python numbers."""

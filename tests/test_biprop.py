@@ -10,16 +10,16 @@ from slotlab.train import trainable_parameters
 from tests.test_edge_popup import masked_layers, reference_mask
 
 
-def fresh_layer(shape=(8, 5, 3, 3), density=0.3, seed=0) -> BipropLayer:
+def fresh_layer(shape=(8, 5, 3, 3), density=0.3, seed=0, device: torch.device | str = "cpu") -> BipropLayer:
     layer = BipropLayer(shape, density=density, init="kn", padding=1 if len(shape) == 4 else 0)
-    layer.init_values(torch.Generator().manual_seed(seed))
+    layer.init_values(torch.Generator().manual_seed(seed))  # drawn on the CPU, the same on every device
     layer.init_scores(torch.Generator().manual_seed(seed + 1))
-    return layer
+    return layer.to(device)
 
 
 @pytest.mark.parametrize("density", [0.1, 0.5, 1.0])
-def test_alpha_is_the_mean_magnitude_of_the_kept_weights(density: float) -> None:
-    layer = fresh_layer(density=density)
+def test_alpha_is_the_mean_magnitude_of_the_kept_weights(density: float, device: torch.device) -> None:
+    layer = fresh_layer(density=density, device=device)
     mask = reference_mask(layer.scores.detach().abs(), layer.kept)
     kept_magnitudes = [
         abs(w) for w, m in zip(layer.weight.reshape(-1).tolist(), mask.reshape(-1).tolist(), strict=True) if m
@@ -33,10 +33,10 @@ def test_alpha_is_the_mean_magnitude_of_the_kept_weights(density: float) -> None
 
 
 @pytest.mark.parametrize("conv", [False, True])
-def test_gradient_is_sign_s_times_grad_times_w_with_alpha_constant(conv: bool) -> None:
+def test_gradient_is_sign_s_times_grad_times_w_with_alpha_constant(conv: bool, device: torch.device) -> None:
     torch.manual_seed(3)
-    layer = fresh_layer((8, 5, 3, 3) if conv else (7, 12))
-    x = torch.randn(3, 5, 6, 6) if conv else torch.randn(3, 12)
+    layer = fresh_layer((8, 5, 3, 3) if conv else (7, 12), device=device)
+    x = (torch.randn(3, 5, 6, 6) if conv else torch.randn(3, 12)).to(device)
     out = layer(x)
     r = torch.randn_like(out)
     (out * r).sum().backward()
@@ -49,18 +49,18 @@ def test_gradient_is_sign_s_times_grad_times_w_with_alpha_constant(conv: bool) -
     assert torch.allclose(layer.scores.grad, expected, atol=1e-6)
 
 
-def test_ternary_codes_reproduce_the_effective_weight() -> None:
-    layer = fresh_layer()
+def test_ternary_codes_reproduce_the_effective_weight(device: torch.device) -> None:
+    layer = fresh_layer(device=device)
     alpha, codes = layer.ternary()
     assert codes.dtype == torch.int8 and set(codes.unique().tolist()) <= {-1, 0, 1}
     assert int((codes != 0).sum()) == layer.kept
     assert torch.equal(alpha * codes.float(), layer.effective_weight().detach())
 
 
-def test_bi_real_surrogate_gradient() -> None:
-    act = BinaryActivation(3, is_conv=False)
+def test_bi_real_surrogate_gradient(device: torch.device) -> None:
+    act = BinaryActivation(3, is_conv=False).to(device)
     act.bn.eval()  # running stats 0/1: the BN is the identity, so the input reaches the sign as it is
-    x = torch.tensor([[-2.0, -1.0, -0.5], [0.0, 0.25, 1.5]], requires_grad=True)
+    x = torch.tensor([[-2.0, -1.0, -0.5], [0.0, 0.25, 1.5]], device=device, requires_grad=True)
     y = act(x)
     assert torch.equal(y, torch.sign(x.detach() / (1 + 1e-5) ** 0.5))
     y.sum().backward()

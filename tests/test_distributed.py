@@ -1,5 +1,6 @@
 """DistributedDataParallel: two gloo processes on the CPU train every method to identical states, agree with a
-single-process run where the maths says they must, and only rank 0 writes the run folder."""
+single-process run where the maths says they must, and only rank 0 writes the run folder. On a GPU, one NCCL
+process (two NCCL ranks would need two GPUs) trains through DDP exactly as the plain model does."""
 
 import os
 from pathlib import Path
@@ -16,7 +17,10 @@ from slotlab.config import RunConfig
 from slotlab.data import Batches, dataset_info, epoch_generator, make_splits
 from slotlab.errors import SlotlabError
 from slotlab.methods import METHODS, option_specs
+from slotlab.optim import make_optimizer
 from slotlab.runs import initial_network, load_or_run
+from slotlab.train import trainable_parameters
+from tests.conftest import on_cuda
 
 # Lenet-300-100 has no BatchNorm and no dropout: with equal shards, DDP's average of the two per-rank mean
 # gradients is the gradient of the global batch's mean, so a 2-process run equals the 1-process run up to
@@ -191,3 +195,74 @@ def test_rank_batches_together_are_the_single_process_batch_with_its_augmentatio
 def test_global_batch_must_divide_among_ranks() -> None:
     with pytest.raises(SlotlabError, match="divisible by the 3 processes"):
         distributed.rank_batch_size(128, distributed.Context(rank=0, world_size=3))
+
+
+@pytest.mark.parametrize("device", [on_cuda(torch.device("cuda"), id="cuda")], indirect=True)
+def test_one_nccl_rank_on_one_gpu_trains_through_ddp_like_the_plain_model(
+    device: torch.device, deterministic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """slotlab's own set-up on a GPU: init_from_env joins an NCCL group (one rank, on cuda:0), prepare_model wraps
+    the slot network in DDP, every score gradient goes through NCCL, and the reductions work on CUDA tensors."""
+    import copy
+
+    import torch.distributed as dist
+    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+
+    from slotlab.layers.slot import AutogradGrad, SlotLayer
+
+    if dist.is_initialized():
+        pytest.skip("a process group is already initialised in this process")
+    if not dist.is_nccl_available():
+        pytest.skip("this torch has no NCCL")
+    port = distributed.free_loopback_port()
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.setenv(name, "")  # put back as they were afterwards
+    distributed.set_torchrun_environment(0, 1, port)
+    # torchrun with one process is not counted as distributed: let init_from_env join the group anyway
+    monkeypatch.setattr(distributed, "launched_by_torchrun", lambda: True)
+    ctx, rank_device = distributed.init_from_env(device)
+    try:
+        assert dist.get_backend() == "nccl" and dist.get_world_size() == 1
+        assert ctx == distributed.Context(0, 1, 0) and rank_device == torch.device("cuda", 0)
+        # the context says two ranks, so that the DDP path runs; the one-process group makes every all-reduce
+        # a copy and DDP's mean over ranks a division by one: the plain model's result, bit for bit
+        wide = distributed.Context(0, 2, 0)
+        config = RunConfig(method="slots", **BASE)
+        plain = initial_network(config, (1, 28, 28), 10).to(rank_device)
+        model = copy.deepcopy(plain)
+        wrapped = distributed.prepare_model(model, rank_device, wide)
+        assert isinstance(wrapped, nn.parallel.DistributedDataParallel)
+        layers = [m for m in model.modules() if isinstance(m, SlotLayer)]
+        assert layers and all(type(layer.grad_path) is AutogradGrad for layer in layers)
+        reduced = []
+
+        def counting_allreduce(state, bucket):
+            reduced.append(bucket.buffer().numel())
+            return default_hooks.allreduce_hook(state, bucket)
+
+        wrapped.register_comm_hook(None, counting_allreduce)
+        optimizers = [make_optimizer(config, trainable_parameters(m), m) for m in (model, plain)]
+        assert all(type(opt) is torch.optim.SGD for opt in optimizers)  # no SlotSGD on CUDA
+        gen = torch.Generator().manual_seed(0)
+        for _ in range(3):
+            x, y = torch.randn(16, 1, 28, 28, generator=gen), torch.randint(0, 10, (16,), generator=gen)
+            x, y = x.to(rank_device), y.to(rank_device)
+            for net, opt in zip((wrapped, plain), optimizers, strict=True):
+                opt.zero_grad(set_to_none=True)
+                torch.nn.functional.cross_entropy(net(x), y).backward()
+                opt.step()
+        trained = sum(p.numel() for p in trainable_parameters(model))
+        assert sum(reduced) == 3 * trained  # every score gradient went through NCCL, every step
+        start = initial_network(config, (1, 28, 28), 10).state_dict()
+        for (key, a), b in zip(model.state_dict().items(), plain.state_dict().values(), strict=True):
+            assert torch.equal(a, b), key
+            if key.endswith("scores"):
+                assert not torch.equal(a.cpu(), start[key]), key  # it trained
+        # the reductions the trainer uses, on CUDA tensors through NCCL
+        values = torch.tensor([1.5, -2.0, 7.0], device=rank_device)
+        assert torch.equal(distributed.all_reduce_sum(values, wide), values)
+        assert distributed.all_reduce_max(3.25, wide, rank_device) == 3.25
+        assert distributed.broadcast_object({"refusal": None}, wide) == {"refusal": None}
+        distributed.barrier(wide)
+    finally:
+        distributed.shutdown()

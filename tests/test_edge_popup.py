@@ -21,8 +21,9 @@ def reference_mask(magnitude: torch.Tensor, kept: int) -> torch.Tensor:
     """Full stable sort, descending: ties keep their flat order, so the lowest index wins.
 
     An explicit Python sort on (-value, index) for small tensors; torch's stable sort (same rule) for big ones.
+    Computed on the CPU whatever the device of ``magnitude``; the mask comes back on that device.
     """
-    flat = magnitude.reshape(-1)
+    flat = magnitude.detach().cpu().reshape(-1)
     if flat.numel() <= 5000:
         values = flat.tolist()
         order = sorted(range(len(values)), key=lambda i: (-values[i], i))
@@ -30,7 +31,7 @@ def reference_mask(magnitude: torch.Tensor, kept: int) -> torch.Tensor:
         order = torch.sort(flat, descending=True, stable=True).indices
     mask = torch.zeros(flat.numel(), dtype=torch.bool)
     mask[order[:kept]] = True
-    return mask.view(magnitude.shape)
+    return mask.view(magnitude.shape).to(magnitude.device)
 
 
 def masked_layers(model) -> list[MaskedLayer]:
@@ -39,8 +40,8 @@ def masked_layers(model) -> list[MaskedLayer]:
 
 @pytest.mark.parametrize("ties", [False, True])
 @pytest.mark.parametrize("shape", [(7,), (13, 11), (4, 3, 3, 3)])
-def test_top_mask_equals_a_full_sort_including_ties(shape, ties: bool) -> None:
-    generator = torch.Generator().manual_seed(len(shape) + 10 * ties)
+def test_top_mask_equals_a_full_sort_including_ties(shape, ties: bool, device: torch.device) -> None:
+    generator = torch.Generator().manual_seed(len(shape) + 10 * ties)  # drawn on the CPU, then moved
     numel = math.prod(shape)
     for trial in range(20):
         if ties:  # few distinct values: many ties at the threshold
@@ -48,17 +49,18 @@ def test_top_mask_equals_a_full_sort_including_ties(shape, ties: bool) -> None:
         else:
             magnitude = torch.rand(shape, generator=generator)
         kept = int(torch.randint(1, numel + 1, (1,), generator=generator))
+        magnitude = magnitude.to(device)
         mask = top_mask(magnitude, kept)
-        assert mask.dtype == torch.bool and int(mask.sum()) == kept
+        assert mask.dtype == torch.bool and int(mask.sum()) == kept and mask.device == magnitude.device
         assert torch.equal(mask, reference_mask(magnitude, kept)), (trial, kept)
 
 
-def test_kept_count_rounds_half_up_and_is_exact_per_layer() -> None:
+def test_kept_count_rounds_half_up_and_is_exact_per_layer(device: torch.device) -> None:
     assert [kept_count(d, 10) for d in (0.05, 0.1, 0.15, 0.9, 1.0)] == [1, 1, 2, 9, 10]
     for density in (0.1, 0.3, 0.5, 0.7, 1.0):
         model = initial_network(
             RunConfig(method="edge-popup", density=density, dataset="synthetic"), (1, 28, 28), 10
-        )
+        ).to(device)
         with torch.no_grad():
             for layer in masked_layers(model):
                 layer.scores.copy_(torch.randint(-3, 4, layer.weight_shape).float())  # many ties
@@ -67,13 +69,13 @@ def test_kept_count_rounds_half_up_and_is_exact_per_layer() -> None:
 
 
 @pytest.mark.parametrize("density", [0.05, 0.3, 0.5, 0.8])
-def test_global_scope_keeps_the_exact_total_with_one_threshold(density: float) -> None:
+def test_global_scope_keeps_the_exact_total_with_one_threshold(density: float, device: torch.device) -> None:
     config = RunConfig(method="edge-popup", scope="global", density=density, dataset="synthetic")
-    model = initial_network(config, (1, 28, 28), 10)
+    model = initial_network(config, (1, 28, 28), 10).to(device)
     layers = masked_layers(model)
     with torch.no_grad():
         for layer in layers:
-            layer.scores.mul_(torch.rand(layer.weight_shape))  # layers of different scales
+            layer.scores.mul_(torch.rand(layer.weight_shape).to(device))  # layers of different scales
             layer.scores[0].fill_(0.01)  # and ties across layers
     model.eval()
     magnitude = torch.cat([layer.scores.detach().abs().reshape(-1) for layer in layers])
@@ -85,9 +87,10 @@ def test_global_scope_keeps_the_exact_total_with_one_threshold(density: float) -
 
 def fused_sgd_steps(model: torch.nn.Module, steps: int) -> torch.Tensor:
     """A few large steps of fused SGD (which, unlike the plain kernels, does not bump version counters) on one
-    random batch; returns that batch's inputs (32, 1, 28, 28)."""
+    random batch, on the model's device; returns that batch's inputs (32, 1, 28, 28)."""
     optimizer = torch.optim.SGD(trainable_parameters(model), lr=5.0, momentum=0.9, fused=True)
-    x, y = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))
+    device = next(model.parameters()).device
+    x, y = torch.randn(32, 1, 28, 28).to(device), torch.randint(0, 10, (32,)).to(device)
     for _ in range(steps):
         optimizer.zero_grad()
         F.cross_entropy(model(x), y).backward()
@@ -95,9 +98,9 @@ def fused_sgd_steps(model: torch.nn.Module, steps: int) -> torch.Tensor:
     return x
 
 
-def test_global_masks_follow_the_optimiser() -> None:
+def test_global_masks_follow_the_optimiser(device: torch.device) -> None:
     config = RunConfig(method="edge-popup", scope="global", density=0.3, dataset="synthetic")
-    model = initial_network(config, (1, 28, 28), 10)
+    model = initial_network(config, (1, 28, 28), 10).to(device)
     before = [m.selection() for m in masked_layers(model)]
     fused_sgd_steps(model, 3)
     layers = masked_layers(model)
@@ -108,10 +111,10 @@ def test_global_masks_follow_the_optimiser() -> None:
     assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True))
 
 
-def test_training_forward_uses_fresh_global_masks_after_fused_steps() -> None:
+def test_training_forward_uses_fresh_global_masks_after_fused_steps(device: torch.device) -> None:
     # fused optimisers do not bump version counters: the masks must not be cached across forwards
     config = RunConfig(method="edge-popup", scope="global", density=0.3, dataset="synthetic")
-    model = initial_network(config, (1, 28, 28), 10).train()
+    model = initial_network(config, (1, 28, 28), 10).to(device).train()
     x = fused_sgd_steps(model, 3)
     layers = masked_layers(model)
     magnitude = torch.cat([layer.scores.detach().abs().reshape(-1) for layer in layers])
@@ -134,7 +137,9 @@ def test_annealed_density_follows_the_cubic_schedule() -> None:
     assert all(a >= b for a, b in zip(values, values[1:], strict=False))
 
 
-def test_global_annealing_trains_denser_but_evaluates_at_the_target(tmp_path: Path) -> None:
+def test_global_annealing_trains_denser_but_evaluates_at_the_target(
+    tmp_path: Path, device: torch.device
+) -> None:
     config = RunConfig(
         method="edge-popup",
         scope="global",
@@ -160,7 +165,7 @@ def test_global_annealing_trains_denser_but_evaluates_at_the_target(tmp_path: Pa
 
     splits = make_splits("synthetic", 100, 0, 256)
     model = initial_network(config, splits.info.input_shape, splits.info.num_classes)
-    make_trainer(config, model, splits, torch.device("cpu"), [Probe()], progress=False).fit()
+    make_trainer(config, model, splits, device, [Probe()], progress=False).fit()
     total = sum(m.weight.numel() for m in masked_layers(model))
     for epoch, kept, used in seen:
         assert kept == used == kept_count(annealed_density(0.2, epoch, 4), total)
@@ -169,13 +174,14 @@ def test_global_annealing_trains_denser_but_evaluates_at_the_target(tmp_path: Pa
 
 
 @pytest.mark.parametrize("conv", [False, True])
-def test_straight_through_gradient_matches_the_formula(conv: bool) -> None:
+def test_straight_through_gradient_matches_the_formula(conv: bool, device: torch.device) -> None:
     torch.manual_seed(1)
     shape = (5, 3, 3, 3) if conv else (6, 9)
     layer = EdgePopupLayer(shape, density=0.4, init="kn", padding=1 if conv else 0)
     layer.init_values(torch.Generator().manual_seed(0))
     layer.init_scores(torch.Generator().manual_seed(1))
-    x = torch.randn(4, 3, 6, 6) if conv else torch.randn(4, 9)
+    layer.to(device)
+    x = (torch.randn(4, 3, 6, 6) if conv else torch.randn(4, 9)).to(device)
     out = layer(x)
     r = torch.randn_like(out)
     (out * r).sum().backward()

@@ -21,7 +21,9 @@ QUICK = dict(method="laperm", dataset="synthetic", optimizer="adam", lr=1e-3, va
 
 
 def reference_permutation(current: torch.Tensor, initial: torch.Tensor) -> torch.Tensor:
-    """Slow and obvious: per row, rank every entry by (value, position) and give it the initial value of that rank."""
+    """Slow and obvious: per row, rank every entry by (value, position) and give it the initial value of that rank.
+
+    Computed in Python; the result is on ``current``'s device."""
     rows_now, rows_init = as_rows(current).tolist(), as_rows(initial).tolist()
     out = []
     for row, row0 in zip(rows_now, rows_init, strict=True):
@@ -31,7 +33,7 @@ def reference_permutation(current: torch.Tensor, initial: torch.Tensor) -> torch
         for rank, j in enumerate(by_rank):
             new[j] = values[rank]
         out.append(new)
-    return torch.tensor(out, dtype=current.dtype).reshape(current.shape)
+    return torch.tensor(out, dtype=current.dtype, device=current.device).reshape(current.shape)
 
 
 def is_row_permutation(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -52,9 +54,12 @@ class Mixed(nn.Module):
 
 
 def train_steps(model: nn.Module, opt, steps: int, seed: int = 0, check=None) -> None:
+    """``steps`` steps on random batches drawn on the CPU (the same on every device), on the model's device."""
     g = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
     for _ in range(steps):
         x, y = torch.randn(8, 2, 6, 6, generator=g), torch.randint(0, 3, (8,), generator=g)
+        x, y = x.to(device), y.to(device)
         opt.zero_grad()
         F.cross_entropy(model(x), y).backward()
         opt.step()
@@ -63,19 +68,22 @@ def train_steps(model: nn.Module, opt, steps: int, seed: int = 0, check=None) ->
 
 
 @pytest.mark.parametrize("shape", [(7, 13), (5, 3, 2, 2), (11,)])
-def test_sync_equals_an_explicit_reference_on_random_tensors_with_ties(shape) -> None:
-    g = torch.Generator().manual_seed(sum(shape))
+def test_sync_equals_an_explicit_reference_on_random_tensors_with_ties(shape, device: torch.device) -> None:
+    g = torch.Generator().manual_seed(sum(shape))  # drawn on the CPU, then moved
     for trial in range(6):
         initial = torch.randint(-3, 4, shape, generator=g).float()  # few distinct values: many ties
         current = (
             torch.randint(-2, 3, shape, generator=g).float() if trial % 2 else torch.randn(shape, generator=g)
         )
+        initial, current = initial.to(device), current.to(device)
         ours = permute_rows(as_rows(current), as_rows(initial).sort(dim=1).values).view(shape)
         assert torch.equal(ours, reference_permutation(current, initial))
         assert is_row_permutation(ours, initial)
 
 
-def test_the_fast_cpu_order_is_torchs_stable_sort() -> None:
+def test_the_fast_cpu_order_is_torchs_stable_sort(device: torch.device) -> None:
+    """On the CPU the fast path against torch's stable sort; on CUDA (torch.sort there) the same CPU order: the
+    sync ranks ties, -0.0 and NaNs alike on every device."""
     dtype = torch.float32  # the fast path's dtype; others take torch.sort itself
     g = torch.Generator().manual_seed(3)
     rows = torch.randn(40, 57, generator=g, dtype=dtype) * 10.0 ** torch.randint(
@@ -86,11 +94,13 @@ def test_the_fast_cpu_order_is_torchs_stable_sort() -> None:
         [0.0, -0.0, float("nan"), -float("nan"), float("inf"), -float("inf")], dtype=dtype
     )
     rows[10:20, :30] = specials[torch.randint(0, 6, (10, 30), generator=g)]
-    assert torch.equal(stable_order(rows), torch.sort(rows, dim=1, stable=True).indices)
+    order = stable_order(rows.to(device))
+    assert order.device == rows.to(device).device
+    assert torch.equal(order.cpu(), torch.sort(rows, dim=1, stable=True).indices)
 
 
-def test_wrapper_sync_follows_the_inner_weights_ranks() -> None:
-    model = Mixed()
+def test_wrapper_sync_follows_the_inner_weights_ranks(device: torch.device) -> None:
+    model = Mixed().to(device)
     initial = model.fc.weight.detach().clone(), model.conv.weight.detach().clone()
     opt = LaPerm(model, torch.optim.Adam(model.parameters(), lr=0.05), sync_period=1000)
     train_steps(model, opt, 7)
@@ -101,8 +111,10 @@ def test_wrapper_sync_follows_the_inner_weights_ranks() -> None:
     assert torch.equal(model.conv.weight, reference_permutation(inner[1], initial[1]))
 
 
-def test_k1_keeps_every_row_a_permutation_after_every_step_and_skips_bias_and_norm() -> None:
-    model = Mixed()
+def test_k1_keeps_every_row_a_permutation_after_every_step_and_skips_bias_and_norm(
+    device: torch.device,
+) -> None:
+    model = Mixed().to(device)
     init = {n: p.detach().clone() for n, p in model.named_parameters()}
     opt = LaPerm(model, torch.optim.Adam(model.parameters(), lr=0.05), sync_period=1)
     steps = []
@@ -128,8 +140,8 @@ def test_k1_keeps_every_row_a_permutation_after_every_step_and_skips_bias_and_no
     assert not torch.equal(params["fc.weight"], before["fc.weight"])
 
 
-def test_biases_and_batchnorm_are_permuted_when_asked() -> None:
-    model = Mixed()
+def test_biases_and_batchnorm_are_permuted_when_asked(device: torch.device) -> None:
+    model = Mixed().to(device)
     with torch.no_grad():
         for p in (
             model.bn.weight,
@@ -155,8 +167,8 @@ def test_biases_and_batchnorm_are_permuted_when_asked() -> None:
         assert torch.equal(param, reference_permutation(inner[name], init[name])), name
 
 
-def test_sync_period_counts_inner_steps_and_the_optimizer_state_is_kept() -> None:
-    model = Mixed()
+def test_sync_period_counts_inner_steps_and_the_optimizer_state_is_kept(device: torch.device) -> None:
+    model = Mixed().to(device)
     init = model.fc.weight.detach().clone()
     opt = LaPerm(model, torch.optim.Adam(model.parameters(), lr=0.05), sync_period=4)
     for step in range(1, 9):
@@ -166,10 +178,12 @@ def test_sync_period_counts_inner_steps_and_the_optimizer_state_is_kept() -> Non
     assert int(state["step"]) == 8 and state["exp_avg"].abs().sum() > 0  # moments not reset by syncs
 
 
-def test_wrapper_state_resumes_bit_identical_and_takes_a_scheduler() -> None:
+def test_wrapper_state_resumes_bit_identical_and_takes_a_scheduler(
+    device: torch.device, deterministic
+) -> None:
     def make():
         torch.manual_seed(1)
-        model = Mixed()
+        model = Mixed().to(device)
         opt = LaPerm(model, torch.optim.Adam(model.parameters(), lr=0.05), sync_period=3)
         return model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5**step)
 
@@ -198,12 +212,14 @@ def test_wrapper_state_resumes_bit_identical_and_takes_a_scheduler() -> None:
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-def test_every_dense_factory_model_syncs_to_permutations(name: str) -> None:
+def test_every_dense_factory_model_syncs_to_permutations(name: str, device: torch.device) -> None:
     shape = (1, 28, 28) if name in ("lenet300", "f2") else (3, 32, 32)
-    model = build_model(name, DenseFactory(), shape, 10)  # PyTorch's initial values: quicker than slotlab's
+    # PyTorch's initial values: quicker than slotlab's
+    model = build_model(name, DenseFactory(), shape, 10).to(device)
     init = {n: p.detach().clone() for n, p in model.named_parameters()}
     opt = LaPerm(model, torch.optim.Adam(model.parameters(), lr=0.01), sync_period=2, permute_norm=True)
-    F.cross_entropy(model(torch.randn(2, *shape)), torch.tensor([0, 1])).backward()  # the model runs
+    x, y = torch.randn(2, *shape).to(device), torch.tensor([0, 1], device=device)
+    F.cross_entropy(model(x), y).backward()  # the model runs
     opt.step()
     for p in model.parameters():  # a second step on made-up gradients, to keep the big models quick
         p.grad = torch.randn_like(p)
@@ -244,11 +260,11 @@ def test_method_defaults_to_adam_and_keeps_explicit_choices() -> None:
     assert RunConfig(method="dense").optimizer == RunConfig().optimizer
 
 
-def test_sparse_and_weight_agnostic_starts_keep_their_zeros() -> None:
+def test_sparse_and_weight_agnostic_starts_keep_their_zeros(device: torch.device) -> None:
     config = RunConfig(
         **{**QUICK, "lr": 0.02}, epochs=2, init_density="0.1,1/2,1", shared_value=0.05, sync_period=8
     )
-    result = load_or_run(config)
+    result = load_or_run(config, device=device)
     init, best = result.model("init"), result.model("best")
     weights = [(n, p) for n, p in init.named_parameters()]
     counts = [int((p == 0).sum()) for _, p in weights]
@@ -280,31 +296,33 @@ class Record(Callback):
         self.seen.append(all(is_row_permutation(params[n], p) for n, p in self.initial.items()))
 
 
-def test_trainer_evaluates_and_checkpoints_synced_networks_only() -> None:
+def test_trainer_evaluates_and_checkpoints_synced_networks_only(device: torch.device) -> None:
     config = RunConfig(
         **QUICK, epochs=3, train_size=320, sync_period=3
     )  # 5 steps/epoch: 3 does not divide it
     splits = make_splits("synthetic", 300, train_size=320)
     model = initial_network(config, (1, 28, 28), 10)
-    initial = {n: p.detach().clone() for n, p in model.named_parameters()}
+    initial = {n: p.detach().clone().to(device) for n, p in model.named_parameters()}
     record = Record(initial)
-    trainer = make_trainer(config, model, splits, torch.device("cpu"), [record], progress=False)
+    trainer = make_trainer(config, model, splits, device, [record], progress=False)
     assert isinstance(trainer.callbacks[0], LaPermSync)
     trainer.fit()
     assert record.seen == [True, True, True]
-    result = load_or_run(config)
+    result = load_or_run(config, device=device)
     init = dict(result.model("init").named_parameters())
     for which in ("best", "last"):
         for name, p in result.model(which).named_parameters():
             assert is_row_permutation(p, init[name]), (which, name)
 
 
-def test_interrupted_laperm_run_resumes_bit_identical(tmp_path: Path) -> None:
+def test_interrupted_laperm_run_resumes_bit_identical(
+    tmp_path: Path, device: torch.device, deterministic
+) -> None:
     config = RunConfig(**QUICK, epochs=3, train_size=192, sync_period=2, init_density="0.5")  # 3 steps/epoch
-    whole = load_or_run(config, root=tmp_path / "whole")
+    whole = load_or_run(config, root=tmp_path / "whole", device=device)
     with pytest.raises(KeyboardInterrupt):
-        load_or_run(config, root=tmp_path / "cut", callbacks=[Interrupt(at_step=3 + 2)])
-    resumed = load_or_run(config, root=tmp_path / "cut")
+        load_or_run(config, root=tmp_path / "cut", device=device, callbacks=[Interrupt(at_step=3 + 2)])
+    resumed = load_or_run(config, root=tmp_path / "cut", device=device)
     a, b = whole.model("last").state_dict(), resumed.model("last").state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert whole.history.drop(columns="seconds").equals(resumed.history.drop(columns="seconds"))
@@ -323,25 +341,32 @@ def test_cli_trains_laperm_with_adam(tmp_path: Path, capsys) -> None:
     assert '"optimizer": "adam"' in (folder / "config.json").read_text()
 
 
-def test_a_ddp_wrapped_model_syncs_and_its_state_moves_to_the_plain_model(tmp_path: Path) -> None:
+def test_a_ddp_wrapped_model_syncs_and_its_state_moves_to_the_plain_model(
+    tmp_path: Path, device: torch.device
+) -> None:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
+
+    if device.type == "cuda" and not dist.is_nccl_available():
+        pytest.skip("this torch has no NCCL")
 
     def make() -> nn.Sequential:
         torch.manual_seed(0)
         return nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 3))
 
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    backend = "nccl" if device.type == "cuda" else "gloo"  # what slotlab.distributed takes on each device
+    dist.init_process_group(backend, init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     try:
         runs = []
         for wrap in (True, False):  # the sync depends on the tensors alone, not on the wrapping
-            model = make()
+            model = make().to(device)
             net = DistributedDataParallel(model) if wrap else model
             opt = LaPerm(net, torch.optim.Adam(net.parameters(), lr=0.05), sync_period=3)
             g = torch.Generator().manual_seed(1)
             for _ in range(7):
                 opt.zero_grad()
                 x, y = torch.randn(8, 12, generator=g), torch.randint(0, 3, (8,), generator=g)
+                x, y = x.to(device), y.to(device)
                 F.cross_entropy(net(x), y).backward()
                 opt.step()
             opt.sync()
@@ -352,7 +377,7 @@ def test_a_ddp_wrapped_model_syncs_and_its_state_moves_to_the_plain_model(tmp_pa
     assert ddp_opt.rows.state_dict()["names"] == ["0.weight", "2.weight"]  # without DDP's "module." prefix
     for a, b in zip(ddp_model.parameters(), plain_model.parameters(), strict=True):
         assert torch.equal(a, b)
-    init = make()
+    init = make().to(device)
     assert is_row_permutation(ddp_model[0].weight, init[0].weight)
     assert not torch.equal(ddp_model[0].weight, init[0].weight)
     plain_opt.load_state_dict(ddp_opt.state_dict())

@@ -13,7 +13,10 @@ from tests.interrupt import Interrupt
 from tests.test_edge_popup import masked_layers
 
 
-def fresh_layer(seed: int, ties: bool = False, init: str = "kn", density: float = 0.5) -> EdgePopupLayer:
+def fresh_layer(
+    seed: int, ties: bool = False, init: str = "kn", density: float = 0.5, device: torch.device | str = "cpu"
+) -> EdgePopupLayer:
+    """Drawn on the CPU (the same layer on every device), then moved to ``device``."""
     layer = EdgePopupLayer((9, 7), density=density, init=init)
     layer.init_values(torch.Generator().manual_seed(seed))
     layer.init_scores(torch.Generator().manual_seed(seed + 100))
@@ -22,7 +25,7 @@ def fresh_layer(seed: int, ties: bool = False, init: str = "kn", density: float 
             layer.scores.copy_(
                 torch.randint(-3, 4, (9, 7), generator=torch.Generator().manual_seed(seed)).float()
             )
-    return layer
+    return layer.to(device)
 
 
 def reference_recycle(weight: list[float], scores: list[float], rate: float, donor: str) -> list[float]:
@@ -39,33 +42,36 @@ def reference_recycle(weight: list[float], scores: list[float], rate: float, don
 @pytest.mark.parametrize("donor", ["top", "next-lowest"])
 @pytest.mark.parametrize("rate", [0.0, 0.1, 0.3, 0.5])
 @pytest.mark.parametrize("ties", [False, True])
-def test_recycling_moves_exactly_n_values_from_the_right_donors(donor: str, rate: float, ties: bool) -> None:
+def test_recycling_moves_exactly_n_values_from_the_right_donors(
+    donor: str, rate: float, ties: bool, device: torch.device
+) -> None:
     for seed in range(5):
-        layer = fresh_layer(seed, ties)
+        layer = fresh_layer(seed, ties, device=device)
         weight, scores = layer.weight.reshape(-1).tolist(), layer.scores.detach().reshape(-1).tolist()
         scores_before = layer.scores.detach().clone()
         moved = recycle_layer(layer, rate, donor)
         assert moved == int(rate * 63)
         assert layer.weight.reshape(-1).tolist() == reference_recycle(weight, scores, rate, donor)
         assert torch.equal(layer.scores.detach(), scores_before)  # scores untouched
-        changed = int((layer.weight.reshape(-1) != torch.tensor(weight)).sum())
+        changed = int((layer.weight.reshape(-1) != torch.tensor(weight, device=device)).sum())
         assert changed == moved  # continuous init: every receiver changes, nothing else does
 
 
-def test_recycling_at_most_the_pruned_fraction_leaves_the_function_unchanged() -> None:
-    layer = fresh_layer(0, density=0.6)
-    x = torch.randn(5, 7)
+def test_recycling_at_most_the_pruned_fraction_leaves_the_function_unchanged(device: torch.device) -> None:
+    layer = fresh_layer(0, density=0.6, device=device)
+    x = torch.randn(5, 7).to(device)
     before = layer(x).detach()
     recycle_layer(layer, 0.4, "top")
     assert torch.equal(layer(x).detach(), before)
 
 
-def test_iterand_touches_only_pruned_positions_and_is_seeded() -> None:
-    layer = fresh_layer(1, init="sc")
+def test_iterand_touches_only_pruned_positions_and_is_seeded(device: torch.device) -> None:
     layer = EdgePopupLayer((60, 50), density=0.3, init="sc")
     layer.init_values(torch.Generator().manual_seed(0))
     layer.init_scores(torch.Generator().manual_seed(1))
+    layer.to(device)
     before, kept = layer.weight.clone(), layer.selection()
+    # IteRand's generator is a CPU one on every device (slotlab.recycle.IteRand): the same edit everywhere
     redrawn = iterand_layer(layer, 0.5, torch.Generator().manual_seed(7))
     changed = layer.weight != before
     assert not changed[kept].any()
@@ -75,10 +81,11 @@ def test_iterand_touches_only_pruned_positions_and_is_seeded() -> None:
     assert set(layer.weight.abs().unique().tolist()) == set(
         before.abs().unique().tolist()
     )  # same distribution
+    # the same edit on the CPU: the device does not change it
     again = EdgePopupLayer((60, 50), density=0.3, init="sc")
-    again.load_state_dict({"weight": before, "scores": layer.scores.detach()})
+    again.load_state_dict({"weight": before.cpu(), "scores": layer.scores.detach().cpu()})
     iterand_layer(again, 0.5, torch.Generator().manual_seed(7))
-    assert torch.equal(again.weight, layer.weight)
+    assert torch.equal(again.weight, layer.weight.cpu())
 
 
 class RecordWeights(Callback):
@@ -92,17 +99,19 @@ class RecordWeights(Callback):
 QUICK = dict(dataset="synthetic", epochs=5, train_size=256, val_size=100, batch_size=64)
 
 
-def test_recycling_runs_every_f_epochs_but_not_after_the_last_and_counts_distinct_values() -> None:
+def test_recycling_runs_every_f_epochs_but_not_after_the_last_and_counts_distinct_values(
+    device: torch.device,
+) -> None:
     config = RunConfig(method="edge-popup", init="kn-scaled", recycle_rate=0.2, recycle_every=2, **QUICK)
     splits = make_splits("synthetic", 100, 0, 256)
     model = initial_network(config, splits.info.input_shape, splits.info.num_classes)
     initial = [m.weight.clone() for m in masked_layers(model)]
     probe = RecordWeights()
-    trainer = make_trainer(config, model, splits, torch.device("cpu"), [probe], progress=False)
+    trainer = make_trainer(config, model, splits, device, [probe], progress=False)
     recycler = next(cb for cb in trainer.callbacks if isinstance(cb, WeightRecycling))
     trainer.fit()
     changes = [
-        any(not torch.equal(a, b) for a, b in zip(prev, cur, strict=True))
+        any(not torch.equal(a.cpu(), b.cpu()) for a, b in zip(prev, cur, strict=True))
         for prev, cur in zip([initial, *probe.epochs], probe.epochs, strict=False)
     ]
     assert changes == [False, True, False, True, False]  # after epochs 2 and 4 of 5
@@ -121,7 +130,9 @@ def test_recycling_runs_every_f_epochs_but_not_after_the_last_and_counts_distinc
 
 
 @pytest.mark.parametrize("unit, every", [("epoch", 1), ("step", 3)])
-def test_recycling_and_iterand_resume_bit_identical(unit: str, every: int, tmp_path: Path) -> None:
+def test_recycling_and_iterand_resume_bit_identical(
+    unit: str, every: int, tmp_path: Path, device: torch.device, deterministic
+) -> None:
     config = RunConfig(
         method="biprop",
         recycle_rate=0.1,
@@ -130,10 +141,10 @@ def test_recycling_and_iterand_resume_bit_identical(unit: str, every: int, tmp_p
         recycle_unit=unit,
         **{**QUICK, "epochs": 3},
     )
-    whole = load_or_run(config, root=tmp_path / "whole")
-    with pytest.raises(KeyboardInterrupt):
-        load_or_run(config, root=tmp_path / "cut", callbacks=[Interrupt(at_step=4 + 2)])  # 4 steps per epoch
-    resumed = load_or_run(config, root=tmp_path / "cut")
+    whole = load_or_run(config, root=tmp_path / "whole", device=device)
+    with pytest.raises(KeyboardInterrupt):  # 4 steps per epoch
+        load_or_run(config, root=tmp_path / "cut", device=device, callbacks=[Interrupt(at_step=4 + 2)])
+    resumed = load_or_run(config, root=tmp_path / "cut", device=device)
     a, b = whole.model("last").state_dict(), resumed.model("last").state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     records_whole, records_resumed = value_records(whole), value_records(resumed)

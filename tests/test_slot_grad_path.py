@@ -25,6 +25,7 @@ from slotlab.layers.slot import (
     use_autograd_grads,
 )
 from slotlab.slot_sgd import SlotSGD, fused_update_available
+from tests.conftest import on_cuda
 
 needs_compile = pytest.mark.skipif(
     not fused_update_available("cpu"), reason="torch.compile does not work here (no C++ compiler?)"
@@ -165,22 +166,24 @@ def reference_score_grads(layer: SlotLayer, x: torch.Tensor, target: torch.Tenso
 @pytest.mark.parametrize("conv", [False, True], ids=["linear", "conv"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_the_three_strategies_give_the_straight_through_gradient(
-    seed: int, conv: bool, selection: str
+    seed: int, conv: bool, selection: str, device: torch.device
 ) -> None:
-    gen = torch.Generator().manual_seed(100 + seed)
+    gen = torch.Generator().manual_seed(100 + seed)  # the inputs: drawn on the CPU, then moved
     k = 2 + seed
     layer = SlotConv2d(3, 4, 3, k, padding=1, selection=selection) if conv else SlotLinear(7, 5, k, selection)
     initialize(layer, seed, seed + 7)
     with torch.no_grad():  # fresh random scores and values, not only the initialiser's ranges
         layer.scores.copy_(torch.randn(layer.scores.shape, generator=gen))
         layer.values.copy_(torch.randn(layer.values.shape, generator=gen))
-    x = torch.randn((2, 3, 5, 5) if conv else (3, 7), generator=gen)
-    target = torch.randn((2, 4, 5, 5) if conv else (3, 5), generator=gen)
+    layer.to(device)
+    x = torch.randn((2, 3, 5, 5) if conv else (3, 7), generator=gen).to(device)
+    target = torch.randn((2, 4, 5, 5) if conv else (3, 5), generator=gen).to(device)
     grads = {}
     for name, strategy in STRATEGIES.items():
         copied = copy.deepcopy(layer)
         copied.set_grad_path(strategy())
-        copied.generator = torch.Generator().manual_seed(seed)
+        # the device's own stream: the reference below re-draws the same indices from it, on the same device
+        copied.generator = torch.Generator(device).manual_seed(seed)
         indices = []
         for _ in range(2):  # two backward passes: each strategy must sum them
             state = copied.generator.get_state()
@@ -200,12 +203,13 @@ def test_the_three_strategies_give_the_straight_through_gradient(
     assert (grads["autograd"] != 0).float().mean() > 0.9  # every slot learns, not only the selected one
 
 
-def test_autograd_grad_works_with_torch_autograd_grad() -> None:
-    layer = initialize(SlotLinear(6, 3, k=4), 0, 1)
-    x = torch.randn(5, 6)
+def test_autograd_grad_works_with_torch_autograd_grad(device: torch.device) -> None:
+    layer = initialize(SlotLinear(6, 3, k=4), 0, 1).to(device)
+    x = torch.randn(5, 6).to(device)
     layer.set_grad_path(AutogradGrad())
     (grad,) = torch.autograd.grad(layer(x).square().sum(), layer.scores)
-    expected = reference_score_grads(layer, x, torch.zeros(5, 3), greedy_index(layer.scores.detach()))
+    target = torch.zeros(5, 3, device=device)
+    expected = reference_score_grads(layer, x, target, greedy_index(layer.scores.detach()))
     torch.testing.assert_close(grad, expected)
     assert layer.scores.grad is None
 
@@ -229,30 +233,46 @@ def test_use_autograd_grads_switches_every_slot_layer_in_one_call() -> None:
     assert paths[0] is not paths[1]
 
 
-@pytest.mark.parametrize("order", ["ddp-first", "optimizer-first"])
-def test_prepare_model_switches_to_autograd_for_ddp(order: str, monkeypatch) -> None:
-    """Whichever comes first, DDP's wrapper or SlotSGD, the layers end on AutogradGrad and DDP's hooks see it."""
+@pytest.mark.parametrize(
+    "device, order",
+    [
+        pytest.param(torch.device("cpu"), "ddp-first", id="cpu-ddp-first"),
+        pytest.param(torch.device("cpu"), "optimizer-first", id="cpu-optimizer-first"),
+        on_cuda(torch.device("cuda", 0), "ddp-first", id="cuda-ddp-first"),
+        on_cuda(torch.device("cuda", 0), "optimizer-first", id="cuda-optimizer-first"),
+    ],
+    indirect=["device"],
+)
+def test_prepare_model_switches_to_autograd_for_ddp(order: str, device: torch.device, monkeypatch) -> None:
+    """Whichever comes first, DDP's wrapper or SlotSGD, the layers end on AutogradGrad and DDP's hooks see it
+    (on CUDA, through a one-process NCCL group, as slotlab.distributed sets up on GPUs)."""
     if dist.is_initialized():
         pytest.skip("a process group is already initialised in this process")
-    if order == "optimizer-first" and not fused_update_available("cpu"):
-        pytest.skip("torch.compile does not work here (no C++ compiler?)")
+    if order == "optimizer-first" and not fused_update_available(device):
+        # no SlotSGD on this device (make_optimizer picks torch's SGD there): the order does not arise
+        pytest.skip(f"torch.compile does not work on {device.type} here (no C++ compiler? no Triton?)")
+    if device.type == "cuda" and not dist.is_nccl_available():
+        pytest.skip("this torch has no NCCL")
     monkeypatch.setattr(distributed, "use_autograd_grads", _counting(distributed.use_autograd_grads))
+    backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{distributed.free_loopback_port()}", rank=0, world_size=1
+        backend, init_method=f"tcp://127.0.0.1:{distributed.free_loopback_port()}", rank=0, world_size=1
     )
     try:
-        net = initialize(Net(), 0, 1)
+        net = initialize(Net(), 0, 1).to(device)
         opt = None
         if order == "optimizer-first":  # what slotlab.runs.make_trainer does: the optimiser, then the Trainer
             opt = SlotSGD(net.parameters(), slot_layers(net), lr=0.1, momentum=0.9)
         # the context says distributed; the one-process group lets DDP run here
-        wrapped = distributed.prepare_model(net, torch.device("cpu"), distributed.Context(0, 2, 0))
+        wrapped = distributed.prepare_model(net, device, distributed.Context(0, 2, 0))
         assert isinstance(wrapped, nn.parallel.DistributedDataParallel)
         assert distributed.use_autograd_grads.calls == [net]
-        if opt is None and fused_update_available("cpu"):  # SlotSGD built after keeps the DDP path
+        if opt is None and fused_update_available(device):  # SlotSGD built after keeps the DDP path
             opt = SlotSGD(net.parameters(), slot_layers(net), lr=0.1, momentum=0.9)
+        elif opt is None and device.type == "cuda":  # torch's SGD, as make_optimizer picks there without it
+            opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
         assert all(type(layer.grad_path) is AutogradGrad for layer in slot_layers(net))
-        x, y = batch(3)
+        x, y = (t.to(device) for t in batch(3))
         expected = straight_through_reference(copy.deepcopy(net), x, y)
         F.cross_entropy(wrapped(x), y).backward()  # through DDP's hooks
         torch.testing.assert_close(net.conv.scores.grad, expected["conv"])
@@ -261,7 +281,8 @@ def test_prepare_model_switches_to_autograd_for_ddp(order: str, monkeypatch) -> 
             before = net.fc.scores.detach().clone()
             opt.step()
             torch.testing.assert_close(net.fc.scores.detach(), before - 0.1 * expected["fc"])
-            opt.close()
+            if isinstance(opt, SlotSGD):
+                opt.close()
             assert all(type(layer.grad_path) is AutogradGrad for layer in slot_layers(net))
     finally:
         dist.destroy_process_group()

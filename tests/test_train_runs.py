@@ -59,14 +59,16 @@ def test_best_test_protocol_is_labelled_and_evaluates_every_epoch(tmp_path: Path
     assert "optimistic" in result.metrics["note"]
 
 
-def test_interrupted_run_with_dropout_resumes_bit_identical(tmp_path: Path) -> None:
+def test_interrupted_run_with_dropout_resumes_bit_identical(
+    tmp_path: Path, device: torch.device, deterministic
+) -> None:
     config = RunConfig(
         model="conv2-sm", dataset="synthetic", k=2, epochs=3, train_size=192, val_size=100, batch_size=64
     )
-    whole = load_or_run(config, root=tmp_path / "whole")
-    with pytest.raises(KeyboardInterrupt):
-        load_or_run(config, root=tmp_path / "cut", callbacks=[Interrupt(at_step=3 + 2)])  # 3 steps/epoch
-    resumed = load_or_run(config, root=tmp_path / "cut")
+    whole = load_or_run(config, root=tmp_path / "whole", device=device)
+    with pytest.raises(KeyboardInterrupt):  # 3 steps/epoch
+        load_or_run(config, root=tmp_path / "cut", device=device, callbacks=[Interrupt(at_step=3 + 2)])
+    resumed = load_or_run(config, root=tmp_path / "cut", device=device)
     assert states_equal(whole.model("last").state_dict(), resumed.model("last").state_dict())
     assert whole.history.drop(columns="seconds").equals(resumed.history.drop(columns="seconds"))
 
@@ -74,9 +76,15 @@ def test_interrupted_run_with_dropout_resumes_bit_identical(tmp_path: Path) -> N
 KILL_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
+    import torch
     from slotlab.config import RunConfig
     from slotlab.runs import load_or_run
     from slotlab.callback import Callback
+
+    device = sys.argv[3]
+    if device == "cuda":  # as the parent's ``device`` and ``deterministic`` fixtures
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
 
     class Kill(Callback):
         def on_step_end(self, trainer):
@@ -84,21 +92,24 @@ KILL_SCRIPT = textwrap.dedent(
                 os.kill(os.getpid(), signal.SIGKILL)
 
     config = RunConfig(**eval(sys.argv[2]))
-    load_or_run(config, root=sys.argv[1], device="cpu", callbacks=[Kill()])
+    load_or_run(config, root=sys.argv[1], device=device, callbacks=[Kill()])
     """
 )
 
 
-def test_killed_run_resumes_and_ends_bit_identical(tmp_path: Path) -> None:
+def test_killed_run_resumes_and_ends_bit_identical(
+    tmp_path: Path, device: torch.device, deterministic
+) -> None:
     fields = dict(selection="sampled", lr=5.0, epochs=4, dataset="synthetic", val_size=300)
     config = RunConfig(**fields)
-    killed = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "cut"), repr(fields)])
+    script = [sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "cut"), repr(fields), device.type]
+    killed = subprocess.run(script)
     assert killed.returncode == -9
     folder = tmp_path / "cut" / config.name
     assert not (folder / "result.json").exists()
     assert torch.load(folder / "last.pt", weights_only=True)["epoch"] == 2
-    resumed = load_or_run(config, root=tmp_path / "cut", device="cpu")
-    whole = load_or_run(config, root=tmp_path / "whole", device="cpu")
+    resumed = load_or_run(config, root=tmp_path / "cut", device=device)
+    whole = load_or_run(config, root=tmp_path / "whole", device=device)
     assert states_equal(whole.model("last").state_dict(), resumed.model("last").state_dict())
     assert resumed.metrics["test_accuracy"] == whole.metrics["test_accuracy"]
 

@@ -53,7 +53,8 @@ def top_mask(magnitude: torch.Tensor, kept: int) -> torch.Tensor:
     """Bool mask of the ``kept`` largest entries of ``magnitude`` (any shape); ties go to the lowest flat index.
 
     One ``kthvalue`` (a selection, O(n), not a sort) gives the threshold t; entries above t are kept, and of
-    those equal to t the first (kept - #above) in flat order.
+    those equal to t the first (kept - #above) in flat order. Eager on every device: each op (kthvalue, the
+    comparisons, a cumulative sum of bools) has a CUDA kernel, and the two counts are the only host syncs.
     """
     flat = magnitude.reshape(-1)
     n = flat.numel()
@@ -88,7 +89,8 @@ class _StraightThroughMask(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_weight):
         scores, weight = ctx.saved_tensors
-        return grad_weight * weight * scores.sign(), None, None, None
+        # the scores' dtype (float32) also when the layer ran under bf16 autocast (a no-op for float32)
+        return grad_weight.to(scores.dtype) * weight * scores.sign(), None, None, None
 
 
 class MaskedLayer(nn.Module):

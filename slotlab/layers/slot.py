@@ -31,7 +31,6 @@ The default is "paper".
 
 from __future__ import annotations
 
-import functools
 import math
 import weakref
 
@@ -39,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slotlab.compiled import checked_compile
+from slotlab.compiled import per_device
 from slotlab.layers.factory import LayerFactory, fans
 
 SLOT_INITS = ("paper", "code")
@@ -175,8 +174,10 @@ class _StraightThroughSelect(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_weight: torch.Tensor):
         (values,) = ctx.saved_tensors
-        # contiguous: the weight gradient of F.linear arrives transposed, and a strided broadcast is ~5x slower
-        grad = grad_weight.contiguous().unsqueeze(0)
+        # contiguous: the weight gradient of F.linear arrives transposed, and a strided broadcast is ~5x slower.
+        # The values' dtype: under autocast the layer computes in bf16, but W_eff is float32 (autocast's cast hands
+        # float32 back already; a gradient of another dtype is cast here, so every grad path gets float32)
+        grad = grad_weight.contiguous().to(values.dtype).unsqueeze(0)
         layer = ctx.layer
         return layer.grad_path.backward(layer, values, grad), None, None, None
 
@@ -199,27 +200,50 @@ def _greedy_planes(scores: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     return weight
 
 
-@functools.cache
-def _compiled_greedy():
+def _greedy_probe() -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(0)
     scores = torch.rand((3, 41), generator=gen)
     scores[1, :5] = scores[0, :5]  # ties
-    return checked_compile(_greedy_planes, scores, torch.rand((3, 41), generator=gen))
+    return scores, torch.rand((3, 41), generator=gen)
+
+
+# device type -> the compiled ``_greedy_planes`` checked on that device (inductor C++ on "cpu", Triton on
+# "cuda"), or None
+_greedy_kernels = per_device(_greedy_planes, _greedy_probe)
+
+
+def _compiled_greedy():
+    """The per-device lookup of the compiled running maximum (``device_type -> kernel or None``). A stand-in
+    returning None turns the compiled kernel off on every device (tests do, for the eager path)."""
+    return _greedy_kernels
+
+
+def _greedy_kernel(device: torch.device):
+    """The compiled running maximum for ``device``'s type, or None (the eager rule)."""
+    kernels = _compiled_greedy()
+    return kernels(device.type) if kernels is not None else None
 
 
 @torch.no_grad()
 def greedy_weight(scores: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """values[argmax_k scores] without an index tensor: the hot path of greedy training.
 
-    On the CPU, a compiled running maximum over the planes (one pass) where torch.compile works. Otherwise it
-    streams over the K planes with 0/1 float masks, which the CPU vectorises far better than an arg-reduction or
-    a boolean select; the sum is exact because exactly one term per connection is non-zero.
+    Where a compiled kernel exists for the device (``_compiled_greedy``: the CPU and CUDA, where torch.compile
+    works and its kernel matched the eager one on a probe there), a running maximum over the planes in one pass.
+    Otherwise it streams over the K planes with 0/1 float masks, which the CPU vectorises far better than an
+    arg-reduction or a boolean select; the sum is exact because exactly one term per connection is non-zero.
+    Both rules give the same bits.
     """
-    if scores.device.type == "cpu" and scores.shape[0] > 1 and scores.dtype == torch.float32:
-        compiled = _compiled_greedy()
+    if scores.shape[0] > 1 and scores.dtype == torch.float32 and values.dtype == torch.float32:
+        compiled = _greedy_kernel(scores.device)
         if compiled is not None:
             k = scores.shape[0]
-            return compiled(scores.detach().reshape(k, -1), values.reshape(k, -1)).view(scores.shape[1:])
+            flat_scores, flat_values = scores.detach().reshape(k, -1), values.reshape(k, -1)
+            if torch.is_autocast_enabled(scores.device.type):
+                # the kernel was traced and checked without autocast (it has no op autocast would cast anyway)
+                with torch.autocast(scores.device.type, enabled=False):
+                    return compiled(flat_scores, flat_values).view(scores.shape[1:])
+            return compiled(flat_scores, flat_values).view(scores.shape[1:])
     peak = scores.amax(dim=0)
     weight = torch.zeros_like(peak)
     taken = torch.zeros_like(peak)
