@@ -30,10 +30,17 @@ def save_compact(model: nn.Module, config: RunConfig, path: Path) -> int:
     of the kept weights the seed does not regenerate)."""
     method = config.method_rule
     info = dataset_info(config.dataset)
-    initial = dict(method.architecture(config, info.input_shape, info.num_classes).named_modules())
+    initial: dict[str, nn.Module] = {}
+
+    def initial_layer(name: str) -> nn.Module:
+        """The seeded layer ``name``, built only for a method whose entries need it (masks: the start weights)."""
+        if not initial:
+            initial.update(method.architecture(config, info.input_shape, info.num_classes).named_modules())
+        return initial[name]
+
     layers = {}
     for name, module in model.named_modules():
-        entry = method.encode_layer(module, initial.get(name))
+        entry = method.encode_layer(module, lambda name=name: initial_layer(name))
         if entry is not None:
             layers[name] = entry
     if not layers:

@@ -42,6 +42,7 @@ from slotlab.checkpoint import (
 )
 from slotlab.config import RunConfig
 from slotlab.data import Splits, dataset_info, make_splits
+from slotlab.dataset_files import one_line
 from slotlab.device import pick_device
 from slotlab.errors import ResourceError, RunFileError, SlotlabError, disk_error
 from slotlab.locks import RunLock, RunLocked
@@ -158,23 +159,17 @@ def open_run(path_or_hash: str | Path, root: str | Path | None = None) -> RunRes
     try:
         history = pd.read_csv(path / "history.csv")
     except (OSError, ValueError, pd.errors.ParserError) as error:  # EmptyDataError is a ValueError
-        raise RunFileError(
-            f"{path / 'history.csv'} is damaged ({_first_line(error)}); {finish_again}"
-        ) from None
+        raise RunFileError(f"{path / 'history.csv'} is damaged ({one_line(error)}); {finish_again}") from None
     if not isinstance(metrics, dict) or "test_accuracy" not in metrics:
         raise RunFileError(f"{path / 'result.json'} holds no test accuracy; {finish_again}")
     return RunResult(config, path, metrics, history)
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).splitlines() or [type(error).__name__])[0]
 
 
 def _read_json(path: Path, advice: str) -> Any:
     try:
         return json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise RunFileError(f"{path} is damaged ({_first_line(error)}); {advice}") from None
+        raise RunFileError(f"{path} is damaged ({one_line(error)}); {advice}") from None
 
 
 def read_saved_config(path: Path) -> dict[str, Any]:

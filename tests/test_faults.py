@@ -219,16 +219,19 @@ def test_load_or_run_of_a_dict_says_how_to_make_a_config() -> None:
 
 
 def test_a_hash_prefix_must_be_long_and_unambiguous(tmp_path: Path, capsys) -> None:
-    runs = [load_or_run(CONFIG.replace(weight_seed=s), root=tmp_path, progress=False) for s in range(2)]
+    run = load_or_run(CONFIG, root=tmp_path, progress=False)
     assert cli.main(["export", "0", "--runs", str(tmp_path)]) == 2
     assert "at least 4 digits" in one_line(capsys)
-    hashes = [r.config.hash for r in runs]
-    common = os.path.commonprefix(hashes)
-    if len(common) >= 4:  # two hashes sharing four digits: the ambiguity lists both
-        assert cli.main(["export", common, "--runs", str(tmp_path)]) == 2
-        assert all(r.path.name in one_line(capsys) for r in runs)
-    assert cli.main(["export", hashes[0][:6], "--runs", str(tmp_path)]) == 0
-    assert (runs[0].path / "export" / "plain.pt").is_file()
+    # two run folders whose hashes share their first four digits: the prefix is ambiguous and both are named
+    twins = [tmp_path / f"slots-lenet300-mnist-{prefix}" for prefix in ("abcd11112222", "abcd33334444")]
+    for folder in twins:
+        folder.mkdir()
+        (folder / "config.json").write_text("{}")
+    assert cli.main(["export", "abcd", "--runs", str(tmp_path)]) == 2
+    err = one_line(capsys)
+    assert "matches 2 runs" in err and all(f.name in err for f in twins)
+    assert cli.main(["export", run.config.hash[:6], "--runs", str(tmp_path)]) == 0
+    assert (run.path / "export" / "plain.pt").is_file()
 
 
 # --- damaged run files ------------------------------------------------------------------------------------------

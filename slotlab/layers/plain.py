@@ -14,41 +14,24 @@ from torch import nn
 
 from slotlab.layers.dense import DenseConv2d, DenseLinear
 from slotlab.layers.edge_popup import MaskedLayer
-from slotlab.layers.slot import SlotConv2d, SlotLinear
+from slotlab.layers.slot import SlotLayer
 
 
 def _plain_layer(layer: nn.Module) -> nn.Module | None:
-    if isinstance(layer, MaskedLayer):
-        shape = layer.weight_shape
-        if layer.is_conv:
-            plain = DenseConv2d(shape[1], shape[0], shape[-1], layer.stride, layer.padding, "glorot")
-        else:
-            plain = DenseLinear(shape[1], shape[0])
-        with torch.no_grad():
-            was_training = layer.training
-            layer.eval()  # the evaluation rule: the target density of a global scope
-            plain.weight.copy_(layer.effective_weight().detach())
-            layer.train(was_training)
-        return plain.to(layer.weight.device)
-    if isinstance(layer, SlotLinear):
-        plain = DenseLinear(layer.in_features, layer.out_features)
-    elif isinstance(layer, SlotConv2d):
-        plain = DenseConv2d(
-            layer.in_channels,
-            layer.out_channels,
-            layer.weight_shape[-1],
-            layer.stride,
-            layer.padding,
-            "glorot",
-        )
-    else:
+    """The ordinary layer of one slot or masked layer, holding the weight it uses at evaluation; None otherwise."""
+    if not isinstance(layer, (MaskedLayer, SlotLayer)):
         return None
+    shape = layer.weight_shape  # (out, in) or (out, in, k, k)
+    if layer.is_conv:
+        plain = DenseConv2d(shape[1], shape[0], shape[-1], layer.stride, layer.padding, "glorot")
+    else:
+        plain = DenseLinear(shape[1], shape[0])
     with torch.no_grad():
         was_training = layer.training
-        layer.eval()  # the evaluation rule: greedy unless the layer was told otherwise
+        layer.eval()  # the evaluation rule: greedy selection, the target density of a global scope
         plain.weight.copy_(layer.effective_weight().detach())
         layer.train(was_training)
-    return plain.to(layer.values.device)
+    return plain.to(layer.scores.device)
 
 
 def to_plain(model: nn.Module) -> nn.Module:

@@ -13,7 +13,7 @@ so that an option a method ignores can never change a run's hash.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Protocol
 
@@ -217,8 +217,9 @@ class Method:
         return {} if scale.is_paper else scale.short_schedule()
 
     # --- the compact export of the found network --------------------------------------------------------------
-    def encode_layer(self, layer: nn.Module, initial: nn.Module) -> dict[str, Any] | None:
-        """The compact entry of one layer (its selection, packed), or None where the layer holds none."""
+    def encode_layer(self, layer: nn.Module, initial: Callable[[], nn.Module]) -> dict[str, Any] | None:
+        """The compact entry of one layer (its selection, packed), or None where the layer holds none; ``initial()``
+        gives the same layer as the seeds made it (built on first call: only a method that needs it pays)."""
         return None
 
     def decode_layer(self, layer: nn.Module, entry: Mapping[str, Any]) -> None:

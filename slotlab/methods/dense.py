@@ -1,6 +1,6 @@
 """Dense training: the weights themselves are learned (the baseline every paper compares against).
 
-Recipe (Slot Machines, Aladago & Torresani 2021, Sec. 4.1): SGD with momentum 0.9, weight decay 1e-4, lr 0.01 with
+Recipe (Slot Machines' learned baselines): SGD with momentum 0.9, weight decay 1e-4, lr 0.01 with
 cosine warm restarts at epochs 25 and 75; 200 epochs on Lenet-300-100, 330 on Conv-2/4/6, 320 on VGG-19. The CPU
 scales train one cosine decay at lr 0.05, which converges within a few epochs.
 """
@@ -20,7 +20,7 @@ SGD: dict[str, Any] = {"optimizer": "sgd", "momentum": 0.9, "weight_decay": 1e-4
 
 
 def paper_epochs(model: str, slots: bool) -> int:
-    """Slot Machines Sec. 4.1: 200 epochs for slot machines (220 VGG-19); learned weights 200 on Lenet, 330 on
+    """Slot Machines' training setup: 200 epochs for slot machines (220 VGG-19); learned weights 200 on Lenet, 330 on
     Conv-2/4/6, 320 on VGG-19."""
     if slots:
         return 220 if model == "vgg19" else 200

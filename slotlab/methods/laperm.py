@@ -5,11 +5,11 @@ replaced by their initial values, permuted to follow the order of the inner weig
 network is also synced before every evaluation, so each reported number belongs to a permutation of the initial
 network.
 
-Initial variants (Sec. 4 and 5.3): a random sparse start (``init_density``: a fraction of each weight tensor left
+Initial variants (as in the paper): a random sparse start (``init_density``: a fraction of each weight tensor left
 non-zero; the zeros then move like any value) and the weight-agnostic start (``shared_value``: every weight one
 value before the zeros).
 
-Recipe (Sec. 4, the released notebooks): Adam at lr 1e-3 inside (the method's default whatever the scale); F2
+Recipe (the paper and its released notebooks): Adam at lr 1e-3 inside (the method's default whatever the scale); F2
 trains 25 epochs at batch 128, Lenet-300-100 and the conv networks 45 epochs at batch 50, with a cosine schedule in
 place of the notebooks' 0.95^epoch decay.
 """

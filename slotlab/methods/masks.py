@@ -7,13 +7,13 @@
 | random-mask | the weights, under a fixed random mask (random pruning)       | the mask papers' sanity baseline    |
 
 Options of edge-popup and biprop also turn on, as callbacks of the one training loop:
-- Iterative Weight Recycling (Gorbett & Whitley 2023, Alg. 1): every ``recycle_every`` epochs, the
+- Iterative Weight Recycling (Gorbett & Whitley 2023): every ``recycle_every`` epochs, the
   ``recycle_rate`` lowest-score weights of each layer take the values of its highest-score weights;
-- IteRand (Chijiwa et al., NeurIPS 2021, Alg. 1): pruned weights are redrawn with probability ``iterand_rate``;
+- IteRand (Chijiwa et al., NeurIPS 2021): pruned weights are redrawn with probability ``iterand_rate``;
 - global scope (one threshold across layers) with the density annealed from 0.5 to the target over
   ``anneal_epochs`` (cubic), as Edge-Popup's global variant trains.
 
-Recipes (Ramanujan et al. 2020 Sec. 4; Diffenderfer & Kailkhura 2021 Sec. 4): SGD lr 0.1, momentum 0.9, weight
+Recipes (both papers' released configs): SGD lr 0.1, momentum 0.9, weight
 decay 1e-4 on the scores, cosine, 100 epochs (250 with recycling, as Gorbett & Whitley train); binary activations
 use Adam at lr 0.1 without weight decay (the released Biprop code passes none to Adam). The random-mask baseline
 trains its weights as dense networks do: lr 0.01, cosine, 100 epochs (lr 0.05 at the CPU scales).
@@ -26,7 +26,7 @@ network with weights in {-alpha, 0, +alpha}.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -174,12 +174,12 @@ class _MaskMethod(Method):
         return callbacks
 
     # --- compact export: a bitset of the mask, and the kept weights the seed does not regenerate ---------------
-    def encode_layer(self, layer: nn.Module, initial: nn.Module) -> dict[str, Any] | None:
+    def encode_layer(self, layer: nn.Module, initial: Callable[[], nn.Module]) -> dict[str, Any] | None:
         if not isinstance(layer, MaskedLayer):
             return None
         mask = layer.selection().reshape(-1).cpu()
         weight = layer.weight.detach().reshape(-1).cpu()
-        start = initial.weight.detach().reshape(-1).cpu()
+        start = initial().weight.detach().reshape(-1).cpu()
         changed = torch.nonzero(mask & (weight != start)).reshape(-1)
         values = weight[changed]
         ordered, order = torch.sort(start)

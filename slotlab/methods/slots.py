@@ -2,25 +2,25 @@
 
 | method   | what is learned                                                                  | paper          |
 |----------|----------------------------------------------------------------------------------|----------------|
-| slots    | which of K fixed random values each connection uses (Eq. 1-3)                    | Sec. 3         |
-| learned  | the weights, started from a uniformly random choice among the same K values      | Sec. 4.2       |
+| slots    | which of K fixed random values each connection uses (Eq. 1-3)                    | the method     |
+| learned  | the weights, started from a uniformly random choice among the same K values      | its baseline   |
 | finetune | the weights, started from a finished slots run's found network                   | Sec. 4.4       |
 
-Recipes (Sec. 4.1 and the released code): SGD with momentum 0.9 and weight decay 1e-4 on the scores; greedy
+Recipes (the paper and its code): SGD with momentum 0.9 and weight decay 1e-4 on the scores; greedy
 selection lr 0.2 for K <= 8 and 0.1 above, sampled selection lr 25; cosine warm restarts at epochs 25 and 75 over
 200 epochs (220 for VGG-19). The learned baselines train 200 epochs on Lenet-300-100, 330 on Conv-2/4/6 and 320 on
 VGG-19 at lr 0.01; finetuning trains half that. The CPU scales keep the slots' learning rates on one cosine decay,
 and the baselines use lr 0.05, which converges within a few epochs.
 
 The compact export stores ceil(log2 K) bits per connection (the greedy slot index), since the weight seed
-regenerates all K values (Sec. 5, "storage").
+regenerates all K values.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,7 +83,7 @@ class Slots(Method):
             return {**SGD, "lr": lr, **RESTARTS, "epochs": paper_epochs(chosen["model"], slots=True)}
         return {**SGD, "lr": lr, **scale.short_schedule()}
 
-    def encode_layer(self, layer: nn.Module, initial: nn.Module) -> dict[str, Any] | None:
+    def encode_layer(self, layer: nn.Module, initial: Callable[[], nn.Module]) -> dict[str, Any] | None:
         if not isinstance(layer, SlotLayer):
             return None
         if layer.eval_selection != "greedy":
