@@ -50,6 +50,11 @@ FIELD_HELP = {
     "val_size": "validation examples held out of the training set (-1: the dataset's default)",
     "train_size": "use only this many training examples (0: all); for quick runs",
     "augment": "CIFAR augmentation: random crop (padding 4) and horizontal flip",
+    "crop": "with augment: random crop and flip; false: flip only (the released Slot Machines code's CIFAR-10)",
+    "normalize": "standardise inputs by the dataset's mean and std; false: pixels in [0, 1] (the released Slot "
+    "Machines code's MNIST)",
+    "val_indices": "a file of the training-set indices held out for validation (.pt tensor or integers as text), "
+    "instead of a seeded split of val_size; the run's hash holds the path, not the file's content",
     "protocol": "val: select on validation, test once (default); best-test: the papers' max test accuracy "
     "over epochs (optimistic)",
     "precision": "fp32 (default) or bf16: forward passes under bfloat16 autocast (parameters, gradients and "
@@ -89,6 +94,9 @@ class RunConfig:
     val_size: int = -1
     train_size: int = 0
     augment: bool = False
+    crop: bool = True
+    normalize: bool = True
+    val_indices: str = ""
     protocol: str = "val"
     precision: str = "fp32"
     weight_seed: int = 0
@@ -134,6 +142,8 @@ class RunConfig:
                 **{n: _coerce(n, types[n], values[n]) for n in option_names if n in values}
             )
         object.__setattr__(self, "options", options)
+        if self.init == "default":  # resolved here, so that a config always says which init it means
+            object.__setattr__(self, "init", method.inits[0])
         self._validate(method)
 
     def _validate(self, method: Method) -> None:
@@ -158,6 +168,14 @@ class RunConfig:
             raise SlotlabError(
                 f"val_size must be >= 1, or -1 for the dataset's default (0 only with protocol best-test, which "
                 f"selects on the test set), got {self.val_size}"
+            )
+        if not self.crop and not self.augment:
+            raise SlotlabError(
+                "crop false (flip only) applies to augmentation; give --augment or leave crop out"
+            )
+        if self.val_indices and (self.val_size != -1 or self.split_seed != 0):
+            raise SlotlabError(
+                "val_indices fixes the validation split; leave val_size and split_seed out when giving it"
             )
         for name in ("momentum", "weight_decay"):
             if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
@@ -195,6 +213,8 @@ class RunConfig:
             if f.name == "options":
                 continue
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            if f.name == "init":  # the init "default" meant when hashes were fixed (see Method.unhashed_init)
+                default = self.method_rule.hash_neutral_init
             value = getattr(self, f.name)
             if value != default:
                 out[f.name] = _jsonable(value)
@@ -232,16 +252,19 @@ class RunConfig:
             for name, value in data.items()
             if name in own or name not in specs or _jsonable(value) != _jsonable(specs[name].default)
         }
+        if kept.get("init") == "default":  # written before configs resolved it: the init it meant then
+            kept["init"] = method.hash_neutral_init
         return cls(**kept)
 
     def replace(self, **changes: Any) -> RunConfig:
         """This config with ``changes``; changing the method keeps only the options the new method has."""
-        given = self.changed_fields()
+        given = {**self.changed_fields(), "init": self.init}
         if "method" in changes and changes["method"] != self.method:
             new_options = set(get_method(str(changes["method"])).options_type.names())
             given = {n: v for n, v in given.items() if n not in option_specs() or n in new_options}
             # the old method's defaults were filled in, not chosen
-            given = {n: v for n, v in given.items() if self.method_rule.defaults.get(n) != v}
+            filled = {**self.method_rule.defaults, "init": self.method_rule.inits[0]}
+            given = {n: v for n, v in given.items() if filled.get(n) != v}
         return RunConfig(**{**given, **changes})
 
     def train_settings(self) -> TrainSettings:
@@ -250,6 +273,8 @@ class RunConfig:
             epochs=self.epochs,
             batch_size=self.batch_size,
             augment=self.augment,
+            normalize=self.normalize,
+            crop=self.crop,
             protocol=self.protocol,
             data_seed=self.data_seed,
             sample_seed=self.sample_seed,

@@ -188,9 +188,17 @@ def make_splits(
     train_size: int = 0,
     root: Path | None = None,
     download: bool = True,
+    val_indices: str | Path = "",
 ) -> Splits:
-    """Train/validation split of the official training set (seeded), and the official test set."""
+    """Train/validation split of the official training set (seeded), and the official test set.
+
+    ``val_indices``: a file of the training-set indices to hold out for validation (see ``read_indices``); the
+    other examples train, in index order. It replaces ``val_size`` and ``split_seed``, as the fixed splits that
+    the released Slot Machines code ships (MNIST 50 000 / 10 000, CIFAR-10 45 000 / 5 000).
+    """
     info = dataset_info(name)
+    if val_indices and info.folder is not None:
+        raise SlotlabError(f"val_indices applies to in-memory datasets; {name} is split by its image folders")
     if info.folder is not None:
         train, val, test = make_folder_splits(
             info, Path(root) if root else data_root(), val_size, split_seed, train_size
@@ -198,13 +206,19 @@ def make_splits(
         return Splits(info, train, val, test)
     full = load_split(name, True, root, download)
     test = load_split(name, False, root, download)
-    n_val = info.val_size if val_size < 0 else val_size
-    if not 0 <= n_val < len(full):
-        raise SlotlabError(f"val_size must be between 0 and {len(full) - 1} for {name}, got {n_val}")
-    order = torch.randperm(
-        len(full), generator=torch.Generator().manual_seed(stream_seed("split", split_seed))
-    )
-    val_idx, train_idx = order[:n_val], order[n_val:]
+    if val_indices:
+        val_idx = read_indices(val_indices, len(full))
+        held = torch.zeros(len(full), dtype=torch.bool)
+        held[val_idx] = True
+        train_idx = torch.nonzero(~held).flatten()
+    else:
+        n_val = info.val_size if val_size < 0 else val_size
+        if not 0 <= n_val < len(full):
+            raise SlotlabError(f"val_size must be between 0 and {len(full) - 1} for {name}, got {n_val}")
+        order = torch.randperm(
+            len(full), generator=torch.Generator().manual_seed(stream_seed("split", split_seed))
+        )
+        val_idx, train_idx = order[:n_val], order[n_val:]
     if train_size:
         train_idx = train_idx[:train_size]
     return Splits(
@@ -213,6 +227,36 @@ def make_splits(
         Split(full.images[val_idx], full.labels[val_idx]),
         test,
     )
+
+
+def read_indices(path: str | Path, size: int) -> torch.Tensor:
+    """The distinct indices in ``[0, size)`` stored at ``path``: a tensor saved with ``torch.save`` (``.pt``,
+    as the released Slot Machines code ships its splits) or text with whitespace-separated integers."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise SlotlabError(f"val_indices file {path} not found; give a .pt tensor or a text file of indices")
+    try:
+        if path.suffix == ".pt":
+            indices = torch.as_tensor(torch.load(path, map_location="cpu", weights_only=True))
+        else:
+            indices = torch.tensor([int(word) for word in path.read_text().split()])
+    except (RuntimeError, ValueError, TypeError, OSError) as error:
+        raise SlotlabError(
+            f"cannot read indices from {path} ({error}); give a .pt tensor or integers as text"
+        ) from None
+    indices = indices.flatten()
+    if indices.numel() == 0:
+        raise SlotlabError(f"{path} holds no indices; indices must lie in [0, {size - 1}]")
+    if indices.is_floating_point() or indices.is_complex() or indices.dtype == torch.bool:
+        raise SlotlabError(f"{path} holds {indices.dtype} values; indices must be integers")
+    indices = indices.long()
+    if indices.min() < 0 or indices.max() >= size:
+        raise SlotlabError(f"{path}: indices must lie in [0, {size - 1}] for this training set")
+    if torch.unique(indices).numel() != indices.numel():
+        raise SlotlabError(f"{path} repeats indices; a validation split holds each example once")
+    if indices.numel() >= size:
+        raise SlotlabError(f"{path} holds every training example; leave some to train on")
+    return indices
 
 
 def epoch_generator(data_seed: int, epoch: int) -> torch.Generator:
@@ -228,10 +272,16 @@ def make_batches(
     augment: bool = False,
     rank: int = 0,
     world_size: int = 1,
+    normalize: bool = True,
+    crop: bool = True,
 ):
     """The batches of ``split``: in memory (``Batches``) or streamed from an image folder (``FolderBatches``)."""
     if isinstance(split, Split):
-        return Batches(split, info, batch_size, device, augment, rank, world_size)
+        return Batches(split, info, batch_size, device, augment, rank, world_size, normalize, crop)
+    if not (normalize and crop):
+        raise SlotlabError(
+            f"normalize and crop apply to in-memory datasets; {info.name} streams from folders"
+        )
     return FolderBatches(split, info, batch_size, device, rank, world_size)
 
 
@@ -239,7 +289,9 @@ class Batches:
     """Batches of one split on ``device``: normalised float images and labels.
 
     ``epoch(None)`` iterates in order (evaluation). With ``augment``, each image is randomly cropped
-    from its 4-pixel zero-padded version and flipped horizontally with probability 1/2.
+    from its 4-pixel zero-padded version and flipped horizontally with probability 1/2; with ``crop=False`` it is
+    only flipped (the released Slot Machines code's CIFAR-10 pipeline). ``normalize=False`` feeds pixels in
+    [0, 1] instead of standardising by the dataset's mean and std (that code's MNIST pipeline: ``ToTensor()``).
 
     ``rank``/``world_size``: this process's shard (see ``slotlab.distributed.shard``); ``batch_size`` is then the
     per-rank batch. Augmentation draws are made for the whole global batch and sliced like the images, so each
@@ -255,16 +307,20 @@ class Batches:
         augment: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        normalize: bool = True,
+        crop: bool = True,
     ) -> None:
         self.batch_size = batch_size
         self.device = torch.device(device)
-        self.augment = augment
+        self.augment, self.crop = augment, crop
         self.rank, self.world_size = rank, world_size
         self.images = split.images.to(self.device)
         self.labels = split.labels.to(self.device)
         shape = (1, -1, 1, 1)
-        self.mean = torch.tensor(info.mean, device=self.device).view(shape) * 255
-        self.std = torch.tensor(info.std, device=self.device).view(shape) * 255
+        channels = len(info.mean)
+        mean, std = (info.mean, info.std) if normalize else ((0.0,) * channels, (1.0,) * channels)
+        self.mean = torch.tensor(mean, device=self.device).view(shape) * 255
+        self.std = torch.tensor(std, device=self.device).view(shape) * 255
 
     def __len__(self) -> int:
         """Batches per epoch of this rank (training, padded: the same on every rank)."""
@@ -288,7 +344,13 @@ class Batches:
             )
             images = self.images[idx].float()
             if self.augment and generator is not None:
-                images = random_crop_flip(images, generator, rank=self.rank, world_size=self.world_size)
+                images = random_crop_flip(
+                    images,
+                    generator,
+                    padding=4 if self.crop else 0,
+                    rank=self.rank,
+                    world_size=self.world_size,
+                )
             yield (images - self.mean) / self.std, self.labels[idx]
 
 

@@ -22,6 +22,10 @@ Both run just before the epoch's validation (``on_before_evaluate``), after the 
 the last epoch (IWR recycles after validation; for n <= numel - kept the validated network is the same, and for
 larger n this order makes the validated, checkpointed and best-kept networks one and the same).
 
+Timing by epoch, with ``every = F``: the paper's rule edits after the F-th, 2F-th, ... epoch (counted from 1);
+``timing="released"`` follows the authors' code, which tests ``epoch % F == 0 and epoch > 0`` on the 0-based
+epoch index and so edits one epoch later (after the (F+1)-th, (2F+1)-th, ... epoch).
+
 Both record, per layer, the number of distinct weight values (all, and among the kept weights) at the start
 and after every event: recycling only ever copies, so the first count falls with every round, and the losses
 compound (IWR's CIFAR-10 configurations recycle 10 % every 3 epochs for 250 epochs, about 80 rounds).
@@ -84,8 +88,10 @@ class _PeriodicWeightEdit(Callback):
 
     event = "edit"
 
-    def __init__(self, rate: float, every: int, unit: str = "epoch", warmup: int = 0) -> None:
-        self.rate, self.every, self.unit, self.warmup = rate, every, unit, warmup
+    def __init__(
+        self, rate: float, every: int, unit: str = "epoch", warmup: int = 0, timing: str = "paper"
+    ) -> None:
+        self.rate, self.every, self.unit, self.warmup, self.timing = rate, every, unit, warmup, timing
         self.records: list[dict[str, Any]] = []
 
     def edit(self, trainer: Any, name: str, layer: MaskedLayer) -> int:
@@ -124,8 +130,13 @@ class _PeriodicWeightEdit(Callback):
 
     def on_before_evaluate(self, trainer: Any) -> None:
         done = trainer.epoch + 1
-        if self.unit == "epoch" and done % self.every == 0 and self.warmup < done < trainer.settings.epochs:
+        if self.unit == "epoch" and done < trainer.settings.epochs and self._due_after(done):
             self._run(trainer)
+
+    def _due_after(self, done: int) -> bool:
+        """Whether an edit follows the ``done``-th epoch (1-based)."""
+        count = done if self.timing == "paper" else done - 1  # released: the 0-based index of that epoch
+        return count > 0 and count % self.every == 0 and count > self.warmup
 
     @property
     def history(self) -> pd.DataFrame:
@@ -145,9 +156,15 @@ class WeightRecycling(_PeriodicWeightEdit):
     event = "recycle"
 
     def __init__(
-        self, rate: float, every: int, unit: str = "epoch", donor: str = "top", warmup: int = 0
+        self,
+        rate: float,
+        every: int,
+        unit: str = "epoch",
+        donor: str = "top",
+        warmup: int = 0,
+        timing: str = "paper",
     ) -> None:
-        super().__init__(rate, every, unit, warmup)
+        super().__init__(rate, every, unit, warmup, timing)
         self.donor = donor
 
     def edit(self, trainer: Any, name: str, layer: MaskedLayer) -> int:
@@ -159,8 +176,16 @@ class IteRand(_PeriodicWeightEdit):
 
     event = "iterand"
 
-    def __init__(self, rate: float, every: int, unit: str = "epoch", seed: int = 0, warmup: int = 0) -> None:
-        super().__init__(rate, every, unit, warmup)
+    def __init__(
+        self,
+        rate: float,
+        every: int,
+        unit: str = "epoch",
+        seed: int = 0,
+        warmup: int = 0,
+        timing: str = "paper",
+    ) -> None:
+        super().__init__(rate, every, unit, warmup, timing)
         self.seed = seed
 
     def _run(self, trainer: Any) -> None:

@@ -357,7 +357,14 @@ def _train_run(
 ) -> RunResult:
     if (path / "result.json").is_file():  # finished by another process while we waited for the lock
         return open_run(path)
-    splits = make_splits(config.dataset, config.val_size, config.split_seed, config.train_size, data_root)
+    splits = make_splits(
+        config.dataset,
+        config.val_size,
+        config.split_seed,
+        config.train_size,
+        data_root,
+        val_indices=config.val_indices,
+    )
     shape, classes = splits.info.input_shape, splits.info.num_classes
     if config.method_rule.source_of(config) and (path / "init.pt").is_file():
         # a run that starts from another run's network keeps it in its own init.pt: the source may have moved

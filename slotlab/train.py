@@ -48,6 +48,8 @@ class TrainSettings:
     epochs: int
     batch_size: int = 128
     augment: bool = False
+    normalize: bool = True  # standardise inputs by the dataset's mean and std (False: pixels in [0, 1])
+    crop: bool = True  # with augment: random crop and flip (False: flip only)
     protocol: str = "val"  # val: select on validation, test once; best-test: the papers' max test accuracy
     data_seed: int = 0
     sample_seed: int = 0
@@ -60,6 +62,15 @@ class TrainSettings:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+
+
+class TrainingStopped(Exception):  # noqa: N818 (a stop the user asked for, not an error)
+    """Raised by ``Trainer.fit`` when ``stop_requested`` was set before the last epoch: training ended after a
+    complete epoch whose checkpoint is written, the run is unfinished and resumes from there when run again."""
+
+    def __init__(self, epoch: int, epochs: int) -> None:
+        super().__init__(f"stopped after epoch {epoch} of {epochs}")
+        self.epoch, self.epochs = epoch, epochs
 
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -112,10 +123,26 @@ class Trainer:
         rank, world = self.dist.rank, self.dist.world_size
         batch = distributed.rank_batch_size(config.batch_size, self.dist)
         self.train_batches = make_batches(
-            splits.train, splits.info, batch, device, config.augment, rank, world
+            splits.train,
+            splits.info,
+            batch,
+            device,
+            config.augment,
+            rank,
+            world,
+            config.normalize,
+            config.crop,
         )
         self.eval_batches = {
-            name: make_batches(getattr(splits, name), splits.info, 1000, device, rank=rank, world_size=world)
+            name: make_batches(
+                getattr(splits, name),
+                splits.info,
+                1000,
+                device,
+                rank=rank,
+                world_size=world,
+                normalize=config.normalize,
+            )
             for name in ("val", "test")
         }
         self.optimizer = optimizer
@@ -131,6 +158,8 @@ class Trainer:
         self.best_score = -1.0
         self.best_model_state: dict[str, torch.Tensor] | None = None
         self.improved = False  # set at the end of an epoch whose model is the new best
+        # set by a callback (the Explorer's Stop button): the loop ends after the current epoch, whose callbacks
+        # (the checkpoint) still run, and fit raises TrainingStopped instead of finishing the run
         self.stop_requested = False
 
     # --- loop ---------------------------------------------------------------------------------------------
@@ -144,6 +173,8 @@ class Trainer:
                 self._train_epoch(bar)
             if bar is not None:
                 bar.close()
+            if self.stop_requested and self.epoch < self.settings.epochs:
+                raise TrainingStopped(self.epoch, self.settings.epochs)
             metrics = self._finish()
             for cb in self.callbacks:
                 cb.on_train_end(self)

@@ -8,8 +8,9 @@ from slotlab.errors import SlotlabError
 
 def test_hash_regression() -> None:
     # Pinned: a change here renames every stored run. Add new fields with a no-op default instead.
-    assert RunConfig().hash == "44136fa355b3"
-    assert RunConfig(k=2, lr=0.2, weight_decay=1e-4).hash == "89ecde8d66ed"
+    # slots' default init became the released code's: the paper-init runs keep their hashes
+    assert RunConfig(init="paper").hash == "44136fa355b3"
+    assert RunConfig(init="paper", k=2, lr=0.2, weight_decay=1e-4).hash == "89ecde8d66ed"
     assert RunConfig(method="dense", milestones=(25, 75), schedule="restarts").hash == "67019e7c5faa"
 
 
@@ -80,3 +81,32 @@ def test_an_unknown_device_is_one_clear_line() -> None:
     with pytest.raises(SlotlabError, match="unknown device 'foo'; use auto, cpu, cuda or cuda:N"):
         pick_device("foo")
     assert pick_device("cpu").type == "cpu"
+
+
+def test_pipeline_switches_refuse_what_they_would_not_change(tmp_path) -> None:
+    with pytest.raises(SlotlabError, match="crop false"):
+        RunConfig(dataset="cifar10", model="conv4", crop=False)
+    with pytest.raises(SlotlabError, match="val_indices fixes the validation split"):
+        RunConfig(val_indices=str(tmp_path / "val.pt"), val_size=500)
+    # the defaults keep every existing hash: a new field is hashed only when it is changed
+    assert RunConfig().hash == RunConfig(normalize=True, crop=True, val_indices="").hash
+    assert RunConfig(normalize=False).hash != RunConfig().hash
+
+
+def test_a_changed_default_init_keeps_every_cached_run_meaning_what_it_meant(tmp_path) -> None:
+    # the new default is hashed as the explicit choice it is, the old default under its old hash
+    assert RunConfig().init == "code" and RunConfig().hash == RunConfig(init="code").hash
+    assert RunConfig().hash != RunConfig(init="paper").hash == "44136fa355b3"
+    # a config.json written when "default" meant the paper's init reads back as that init, under its hash
+    old = {**RunConfig(init="paper").to_dict(), "init": "default"}
+    assert RunConfig.from_dict(old).init == "paper" and RunConfig.from_dict(old).hash == "44136fa355b3"
+    # configs always name their init, so a stored config is never ambiguous again
+    assert RunConfig().to_dict()["init"] == "code"
+    # replace keeps the init, whether or not it is the default
+    assert RunConfig(init="paper").replace(k=4).init == "paper"
+    assert RunConfig().replace(k=4).init == "code"
+    # another method gets its own default, not the old method's
+    assert RunConfig().replace(method="edge-popup").init == RunConfig(method="edge-popup").init
+    assert RunConfig(init="paper").replace(method="learned").init == "paper"
+    # methods whose default did not change hash as before
+    assert RunConfig(method="dense", milestones=(25, 75), schedule="restarts").hash == "67019e7c5faa"

@@ -141,3 +141,63 @@ def test_real_mnist_shapes_and_default_split() -> None:
     assert splits.train.images.shape == (50_000, 1, 28, 28) and splits.train.images.dtype == torch.uint8
     assert len(splits.val) == 10_000 and len(splits.test) == 10_000
     assert torch.bincount(splits.test.labels).tolist()[:3] == [980, 1135, 1032]
+
+
+def test_normalize_false_feeds_pixels_in_unit_range_as_to_tensor_does() -> None:
+    info = dataset_info("synthetic")
+    split = load_split("synthetic", train=False)
+    images, _ = next(Batches(split, info, 64, normalize=False).epoch())
+    # torchvision's ToTensor(): uint8 / 255, nothing subtracted
+    assert torch.allclose(images, split.images[:64].float() / 255, atol=1e-6)
+    assert images.min() >= 0 and images.max() <= 1
+
+
+def test_crop_false_only_flips_each_image_or_leaves_it() -> None:
+    info = dataset_info("synthetic-cifar")
+    split = load_split("synthetic-cifar", train=False)
+    batches = Batches(split, info, 500, augment=True, crop=False, normalize=False)
+    images, labels = next(batches.epoch(torch.Generator().manual_seed(5)))
+    raw = split.images.float() / 255
+    flipped = 0
+    for image in images:
+        same = (raw == image).flatten(1).all(1).any()
+        mirrored = (raw.flip(-1) == image).flatten(1).all(1).any()
+        assert same or mirrored  # never shifted
+        flipped += int(mirrored and not same)
+    assert 0.4 < flipped / len(images) < 0.6  # a flip with p = 1/2
+
+
+def _write_indices(path: Path, indices: list[int]) -> Path:
+    if path.suffix == ".pt":
+        torch.save(torch.tensor(indices), path)
+    else:
+        path.write_text(" ".join(map(str, indices)))
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".txt"])
+def test_val_indices_hold_out_exactly_the_listed_examples(tmp_path: Path, suffix: str) -> None:
+    full = load_split("synthetic", train=True)
+    chosen = torch.randperm(len(full), generator=torch.Generator().manual_seed(1))[:123].tolist()
+    splits = make_splits("synthetic", val_indices=_write_indices(tmp_path / f"val{suffix}", chosen))
+    assert torch.equal(splits.val.images, full.images[chosen])
+    rest = [i for i in range(len(full)) if i not in set(chosen)]  # the others, in index order
+    assert torch.equal(splits.train.images, full.images[rest]) and torch.equal(
+        splits.train.labels, full.labels[rest]
+    )
+
+
+@pytest.mark.parametrize(
+    "indices, message",
+    [([0, 0, 1], "repeats indices"), ([-1, 2], "must lie in"), ([10**6], "must lie in"), ([], "must lie in")],
+)
+def test_bad_val_indices_are_one_line_errors(tmp_path: Path, indices: list[int], message: str) -> None:
+    path = _write_indices(tmp_path / "val.txt", indices)
+    with pytest.raises(SlotlabError, match=message):
+        make_splits("synthetic", val_indices=path)
+    with pytest.raises(SlotlabError, match="not found"):
+        make_splits("synthetic", val_indices=tmp_path / "missing.pt")
+    (tmp_path / "float.pt").write_bytes(b"")
+    torch.save(torch.rand(3), tmp_path / "float.pt")
+    with pytest.raises(SlotlabError, match="must be integers"):
+        make_splits("synthetic", val_indices=tmp_path / "float.pt")

@@ -6,6 +6,7 @@ import torch
 from slotlab.callback import Callback
 from slotlab.config import RunConfig
 from slotlab.data import make_splits
+from slotlab.errors import SlotlabError
 from slotlab.layers.edge_popup import EdgePopupLayer
 from slotlab.recycle import IteRand, WeightRecycling, iterand_layer, recycle_layer, value_records
 from slotlab.runs import initial_network, load_or_run, make_trainer
@@ -160,3 +161,37 @@ def test_iterand_only_is_a_method_option() -> None:
     assert [type(cb) for cb in iterand.method_rule.callbacks(iterand)] == [IteRand]
     plain = RunConfig(method="edge-popup")
     assert plain.method_rule.callbacks(plain) == []
+
+
+class _CountRounds(WeightRecycling):
+    def _run(self, trainer) -> None:
+        self.rounds.append(trainer.epoch)
+
+
+@pytest.mark.parametrize("every, warmup, epochs", [(3, 0, 12), (2, 0, 7), (3, 4, 20), (1, 0, 4)])
+def test_recycle_timing_released_follows_the_authors_epoch_test(every: int, warmup: int, epochs: int) -> None:
+    class Trainer:
+        settings = type("S", (), {"epochs": epochs})
+
+    rounds = {}
+    for timing in ("paper", "released"):
+        callback = _CountRounds(0.1, every, warmup=warmup, timing=timing)
+        callback.rounds = []
+        trainer = Trainer()
+        for epoch in range(epochs):
+            trainer.epoch = epoch
+            callback.on_before_evaluate(trainer)
+        rounds[timing] = callback.rounds
+    # the authors' loop: after 0-based epoch e when e % F == 0, e > 0, e > warmup, and e is not the last
+    released = [e for e in range(epochs) if e % every == 0 and e > 0 and e > warmup and e < epochs - 1]
+    # the paper: after every F-th epoch counted from 1, none after the last
+    paper = [e for e in range(epochs) if (e + 1) % every == 0 and e + 1 > warmup and e < epochs - 1]
+    assert rounds == {"paper": paper, "released": released}
+    assert every == 1 or rounds["paper"] != rounds["released"]
+
+
+def test_recycle_timing_is_refused_where_it_would_do_nothing() -> None:
+    with pytest.raises(SlotlabError, match="recycle_timing applies to rounds by epoch"):
+        RunConfig(method="edge-popup", recycle_rate=0.1, recycle_unit="step", recycle_timing="released")
+    with pytest.raises(SlotlabError, match="recycling and IteRand are off"):
+        RunConfig(method="edge-popup", recycle_timing="released")

@@ -172,6 +172,10 @@ class Method:
     description: ClassVar[str]  # one line for the command line's method list
     options_type: ClassVar[type[Options]] = Options
     inits: ClassVar[tuple[str, ...]]  # the first is the default
+    # The init a run's hash leaves out: the one "default" meant when run hashes were fixed (None: inits[0]). A
+    # method whose default init changes names its old default here, so every cached run keeps its meaning under
+    # its old hash, and a run of the new default is hashed with its init named.
+    unhashed_init: ClassVar[str | None] = None
     # common config fields the method sets when the user leaves them out (LaPerm: Adam at lr 1e-3)
     defaults: ClassVar[Mapping[str, Any]] = {}
     # a run of this method is the starting point (finetune: "slots"); None for methods that start from seeds
@@ -180,6 +184,11 @@ class Method:
 
     def init_name(self, config: RunSpec) -> str:
         return self.inits[0] if config.init == "default" else config.init
+
+    @property
+    def hash_neutral_init(self) -> str:
+        """The init that run hashes (and stored configs saying "default") stand for when they name none."""
+        return self.unhashed_init or self.inits[0]
 
     def check(self, config: RunSpec) -> None:
         """Raise ``SlotlabError`` on a combination of common fields and options the method rejects."""
