@@ -1,0 +1,115 @@
+"""Write the "Reproductions" section of benchmarks/RESULTS.md from what ``python -m slotlab reproduce`` wrote.
+
+Every table of that section comes from ``<out>/<experiment>/summary.csv``, ``verdicts.csv`` and
+``meta-<scale>.json``; nothing in it is typed by hand. The section lies between the two marker lines below and is
+replaced whole, so the rest of RESULTS.md is left as it is.
+
+    python benchmarks/reproductions_report.py --out reproductions --scale laptop
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from slotlab.experiments import get_experiment
+
+ROOT = Path(__file__).resolve().parent.parent
+BEGIN = "<!-- reproductions: written by benchmarks/reproductions_report.py -->"
+END = "<!-- reproductions: end -->"
+
+
+def _x(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _number(value: float, digits: int = 2) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def experiment_section(folder: Path, name: str, scale: str) -> str:
+    """The markdown of one reproduction: what it asks, the command, the summary and the verdicts."""
+    meta = json.loads((folder / f"meta-{scale}.json").read_text())
+    experiment = get_experiment(name)
+    summary = pd.read_csv(folder / "summary.csv")
+    verdicts = pd.read_csv(folder / "verdicts.csv")
+    seeds = len(meta["seeds"])
+    lines = [
+        f"### {name} ({scale} scale)",
+        "",
+        f"{experiment.paper}, {experiment.in_paper}. {experiment.question}",
+        "",
+        f"Command: `python -m slotlab reproduce {name} --scale {scale} --seeds {seeds}` ({meta['runs']} runs, "
+        f"{meta['train_seconds'] / 60:.1f} min of training on {meta['device']}"
+        + (f"; {len(meta['failed'])} did not finish" if meta["failed"] else "")
+        + ").",
+        "",
+        f"| series | {experiment.x_label} | test % (mean ± std) | n | 95 % interval |",
+        "|---|---|---|---|---|",
+    ]
+    for row in summary.itertuples(index=False):
+        interval = "—" if math.isnan(row.low) else f"{row.low:.2f} to {row.high:.2f}"
+        lines.append(
+            f"| {row.series} | {_x(row.x)} | {_number(row.mean)} ± {_number(row.std)} | {row.n} | {interval} |"
+        )
+    lines.append("")
+    if verdicts.empty:
+        lines.append("No published number for these points (the paper gives this result as a figure only).")
+    else:
+        tolerance = verdicts["tolerance"].iloc[0]
+        lines += [
+            f"| point | ours | published | difference | within {tolerance:g} | published under |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in verdicts.itertuples(index=False):
+            within = "yes" if row[7] else "**no**"
+            lines.append(
+                f"| {row.series}, {_x(row.x)} | {_number(row.ours)} ± {_number(row.std)} | {row.published:g} "
+                f"({row.source}) | {row.difference:+.2f} | {within} | {row[10]} |"
+            )
+    if experiment.note:
+        lines += ["", f"Setting: {experiment.note}"]
+    return "\n".join(lines) + "\n"
+
+
+def report(out: Path, scale: str) -> str:
+    """Every reproduction under ``out`` at ``scale``, in registry order."""
+    found = sorted(path.parent for path in out.glob(f"*/*/meta-{scale}.json"))
+    names = [str(folder.relative_to(out)) for folder in found]
+    sections = [experiment_section(out / name, name, scale) for name in names]
+    within = missed = 0
+    for name in names:
+        verdicts = pd.read_csv(out / name / "verdicts.csv")
+        within += int(verdicts["within tolerance"].sum())
+        missed += int((~verdicts["within tolerance"].astype(bool)).sum())
+    head = (
+        f"{len(names)} experiments measured at {scale} scale; {within} published numbers reached within "
+        f"tolerance, {missed} missed. Mean ± std over seeds with the 95 % t interval; our numbers use the "
+        "default protocol (validation selects the epoch, the test set is evaluated once).\n"
+    )
+    return "\n".join([head, *sections])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "reproductions", help="reproduce's output folder")
+    parser.add_argument("--scale", default="laptop")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    args = parser.parse_args()
+    text = args.results.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{args.results} has no reproductions markers; add the lines {BEGIN!r} and {END!r}")
+    before, rest = text.split(BEGIN, 1)
+    _, after = rest.split(END, 1)
+    args.results.write_text(f"{before}{BEGIN}\n{report(args.out, args.scale)}{END}{after}")
+    print(f"wrote the reproductions section of {args.results}")
+
+
+if __name__ == "__main__":
+    main()
