@@ -23,10 +23,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from slotlab.data import dataset_names
+from slotlab.data import dataset_info, dataset_names
 from slotlab.errors import SlotlabError
 from slotlab.methods import METHODS, Method, Options, get_method, methods_with_option, option_specs
-from slotlab.models import model_names
+from slotlab.models import check_width, model_names
 from slotlab.scales import Scale, get_scale
 from slotlab.train import PRECISIONS, TrainSettings
 
@@ -37,6 +37,8 @@ FIELD_HELP = {
     "model": "architecture: see the model list",
     "dataset": "dataset: see the dataset list",
     "init": "value initialisation (each method lists its own; 'default' = the method's default)",
+    "width": "width multiplier: every hidden channel and unit count n becomes int(n * width), input and classes "
+    "fixed (Edge-Popup's 'going wider'); 1 is the paper's model",
     "epochs": "training epochs",
     "batch_size": "training batch size",
     "optimizer": "sgd or adam",
@@ -82,6 +84,7 @@ class RunConfig:
     model: str = "lenet300"
     dataset: str = "mnist"
     init: str = "default"
+    width: float = 1.0
     epochs: int = 20
     batch_size: int = 128
     optimizer: str = "sgd"
@@ -152,6 +155,12 @@ class RunConfig:
                 raise SlotlabError(
                     f"unknown {name} {getattr(self, name)!r}; valid {name}s: {', '.join(valid)}"
                 )
+        if not (self.width > 0 and math.isfinite(self.width)):
+            raise SlotlabError(
+                f"width must be a positive finite multiplier (1: the paper's model), got {self.width}"
+            )
+        if self.width != 1:
+            check_width(self.model, self.width, dataset_info(self.dataset).input_shape)
         for name, valid in CHOICES.items():
             if getattr(self, name) not in valid:
                 raise SlotlabError(f"{name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}")
@@ -168,6 +177,15 @@ class RunConfig:
             raise SlotlabError(
                 f"val_size must be >= 1, or -1 for the dataset's default (0 only with protocol best-test, which "
                 f"selects on the test set), got {self.val_size}"
+            )
+        if self.optimizer == "adam" and self.momentum != RunConfig.momentum:
+            raise SlotlabError(
+                "momentum applies to SGD; Adam keeps its own moment estimates: give --optimizer sgd or leave "
+                "momentum out"
+            )
+        if self.augment and dataset_info(self.dataset).folder is not None:
+            raise SlotlabError(
+                f"{self.dataset} is always augmented (random resized crop and flip); leave augment out"
             )
         if not self.crop and not self.augment:
             raise SlotlabError(

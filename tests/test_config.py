@@ -110,3 +110,15 @@ def test_a_changed_default_init_keeps_every_cached_run_meaning_what_it_meant(tmp
     assert RunConfig(init="paper").replace(method="learned").init == "paper"
     # methods whose default did not change hash as before
     assert RunConfig(method="dense", milestones=(25, 75), schedule="restarts").hash == "67019e7c5faa"
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"optimizer": "adam", "momentum": 0.5}, "momentum applies to SGD"),
+        ({"dataset": "imagenet", "model": "resnet18", "augment": True}, "always augmented"),
+    ],
+)
+def test_options_that_would_do_nothing_are_refused(change: dict, message: str) -> None:
+    with pytest.raises(SlotlabError, match=message):
+        RunConfig(method="dense", **change)
