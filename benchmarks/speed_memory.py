@@ -37,6 +37,7 @@ MODELS = {"lenet300": (1, 28, 28), "conv4-sm": (3, 32, 32)}
 
 class _Opt:  # the optimiser fields make_optimizer reads
     optimizer, lr, momentum, weight_decay = "sgd", 0.01, 0.9, 0.0
+    nesterov, norm_decay = False, True
 
 
 VARIANTS = ("dense", "slots", "slots-unfused")

@@ -19,7 +19,7 @@ from typing import NoReturn
 import pandas as pd
 
 from slotlab import dataset_files, distributed
-from slotlab.config import CHOICES, FIELD_HELP, SEED_FIELDS, RunConfig
+from slotlab.config import CHOICES, FIELD_HELP, RECIPES, SEED_FIELDS, RunConfig
 from slotlab.data import DATASETS, data_root
 from slotlab.errors import INTERRUPTED_EXIT_CODE, DiskError, SlotlabError, disk_error
 from slotlab.export import export_run
@@ -163,6 +163,13 @@ def _config_flags(parser: argparse.ArgumentParser) -> None:
             help=f"{help_text} (default: {shown})",
             **flag_only,
         )
+    parser.add_argument(
+        "--recipe",
+        default=None,
+        choices=list(RECIPES),
+        help="a named training recipe (imagenet: lr 0.256, momentum 0.875, wd 3.05e-5 not on BatchNorm, 5 warm-up "
+        "epochs, cosine, label smoothing 0.1, batch 256, 100 epochs); flags given override its fields",
+    )
     parser.add_argument("--seed", type=int, default=None, help="set all five seeds at once")
     parser.add_argument("--runs", default=None, help="runs folder (default: $SLOTLAB_RUNS or ./runs)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
@@ -173,6 +180,8 @@ def _given_values(args: argparse.Namespace) -> dict:
     """The config fields given on the command line (``--seed`` filling the seeds not given one by one)."""
     names = [f.name for f in fields(RunConfig) if f.name != "options"] + list(option_specs())
     values = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    if args.recipe is not None:
+        values = {**RECIPES[args.recipe], **values}
     if args.seed is not None:
         for name in SEED_FIELDS:
             values.setdefault(name, args.seed)

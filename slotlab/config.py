@@ -48,6 +48,10 @@ FIELD_HELP = {
     "schedule": "learning-rate schedule: constant, cosine, step (x gamma at milestones), restarts (cosine, "
     "restarted at milestones)",
     "milestones": "epochs for the step and restarts schedules, e.g. 25,75",
+    "warmup_epochs": "linear learning-rate warm-up epochs before the schedule (0: none)",
+    "nesterov": "Nesterov momentum (SGD)",
+    "norm_decay": "weight decay on BatchNorm parameters and biases too; false: none on them",
+    "label_smoothing": "label smoothing of the training loss (0: plain cross-entropy)",
     "gamma": "factor of the step schedule",
     "val_size": "validation examples held out of the training set (-1: the dataset's default)",
     "train_size": "use only this many training examples (0: all); for quick runs",
@@ -94,6 +98,10 @@ class RunConfig:
     schedule: str = "cosine"
     milestones: tuple[int, ...] = field(default_factory=tuple)
     gamma: float = 0.1
+    warmup_epochs: int = 0
+    nesterov: bool = False
+    norm_decay: bool = True
+    label_smoothing: float = 0.0
     val_size: int = -1
     train_size: int = 0
     augment: bool = False
@@ -161,6 +169,10 @@ class RunConfig:
             )
         if self.width != 1:
             check_width(self.model, self.width, dataset_info(self.dataset).input_shape)
+            if method.source_method is not None:
+                raise SlotlabError(
+                    f"method {method.name} takes its network, and its width, from its source run; leave width at 1"
+                )
         for name, valid in CHOICES.items():
             if getattr(self, name) not in valid:
                 raise SlotlabError(f"{name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}")
@@ -207,6 +219,20 @@ class RunConfig:
                 f"milestones apply to the step and restarts schedules, not {self.schedule}; give --schedule step "
                 f"or restarts, or leave them out"
             )
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise SlotlabError(
+                f"warmup_epochs must be >= 0 and fewer than the {self.epochs} epochs, got {self.warmup_epochs}"
+            )
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            raise SlotlabError(
+                "nesterov applies to SGD with momentum > 0; give --momentum or leave nesterov out"
+            )
+        if not self.norm_decay and self.weight_decay == 0:
+            raise SlotlabError(
+                "norm_decay false exempts BatchNorm from weight decay; give --weight-decay too"
+            )
+        if not 0 <= self.label_smoothing < 1:
+            raise SlotlabError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not (0 < self.gamma and math.isfinite(self.gamma)):
             raise SlotlabError(
                 f"gamma must be a positive finite number (the step schedule's factor), got {self.gamma}"
@@ -291,6 +317,7 @@ class RunConfig:
             epochs=self.epochs,
             batch_size=self.batch_size,
             augment=self.augment,
+            label_smoothing=self.label_smoothing,
             normalize=self.normalize,
             crop=self.crop,
             protocol=self.protocol,
@@ -300,6 +327,34 @@ class RunConfig:
             name=self.name,
             precision=self.precision,
         )
+
+
+# Named training recipes: fields a run takes unless it names them itself (``recipe_config``, ``--recipe``).
+RECIPES: dict[str, dict[str, Any]] = {
+    # the ImageNet recipe of Edge-Popup (hidden-networks configs/largescale/subnetonly) and Biprop: SGD with
+    # momentum 0.875 (plain: the configs leave nesterov at its default, off), lr 0.256 for batch 256, 5 linear
+    # warm-up epochs then cosine, label smoothing 0.1, weight decay 3.0517578125e-5 (not on BatchNorm, which
+    # matters only where BatchNorm is learned), 100 epochs
+    "imagenet": {
+        "optimizer": "sgd",
+        "lr": 0.256,
+        "momentum": 0.875,
+        "weight_decay": 3.0517578125e-5,
+        "norm_decay": False,
+        "schedule": "cosine",
+        "warmup_epochs": 5,
+        "label_smoothing": 0.1,
+        "batch_size": 256,
+        "epochs": 100,
+    },
+}
+
+
+def recipe_config(recipe: str, **fields_: Any) -> RunConfig:
+    """A config with the fields of the named ``recipe`` (``RECIPES``), ``fields_`` overriding them."""
+    if recipe not in RECIPES:
+        raise SlotlabError(f"unknown recipe {recipe!r}; valid recipes: {', '.join(RECIPES)}")
+    return RunConfig(**{**RECIPES[recipe], **fields_})
 
 
 def _options_phrase(method: Method) -> str:

@@ -5,6 +5,14 @@ Schedules are per-epoch factors of the base learning rate (epoch e counts from 0
     cosine    (1 + cos(pi e / E)) / 2                       (Edge-Popup, Biprop, IWR)
     step      gamma ** (number of milestones <= e)           (Slot Machines VGG-19: x0.1 at 80)
     restarts  cosine over each segment between milestones    (Slot Machines paper: restarts at 25 and 75)
+
+A linear warm-up of W epochs comes first where asked: factor (e + 1) / W for e < W, then the schedule; cosine then
+decays over the remaining E - W epochs, (1 + cos(pi (e - W) / (E - W))) / 2, as hidden-networks'
+``utils/schedulers.py`` ``cosine_lr`` (the ImageNet recipe of Edge-Popup and Biprop: 5 warm-up epochs); the step
+and restarts milestones stay absolute epochs.
+
+``norm_decay`` False puts BatchNorm parameters and biases in a parameter group without weight decay (the large-scale
+recipe's "no BN decay"); ``nesterov`` is torch's Nesterov momentum.
 """
 
 from __future__ import annotations
@@ -40,15 +48,32 @@ class OptimConfig(Protocol):
     def milestones(self) -> tuple[int, ...]: ...
     @property
     def gamma(self) -> float: ...
+    @property
+    def warmup_epochs(self) -> int: ...  # linear warm-up epochs before the schedule (0: none)
+    @property
+    def nesterov(self) -> bool: ...
+    @property
+    def norm_decay(self) -> bool: ...  # weight decay on BatchNorm parameters and biases too
 
 
 def lr_factor(
-    schedule: str, epochs: int, milestones: Sequence[int] = (), gamma: float = 0.1
+    schedule: str, epochs: int, milestones: Sequence[int] = (), gamma: float = 0.1, warmup: int = 0
+) -> Callable[[int], float]:
+    """The factor of the base learning rate in epoch ``epoch`` (from 0), after ``warmup`` linear warm-up epochs."""
+    base = _schedule_factor(schedule, epochs, milestones, gamma, warmup)
+    if warmup <= 0:
+        return base
+    return lambda epoch: (epoch + 1) / warmup if epoch < warmup else base(epoch)
+
+
+def _schedule_factor(
+    schedule: str, epochs: int, milestones: Sequence[int], gamma: float, warmup: int
 ) -> Callable[[int], float]:
     if schedule == "constant":
         return lambda epoch: 1.0
     if schedule == "cosine":
-        return lambda epoch: 0.5 * (1 + math.cos(math.pi * epoch / epochs))
+        span = max(epochs - warmup, 1)
+        return lambda epoch: 0.5 * (1 + math.cos(math.pi * (epoch - warmup) / span))
     if schedule == "step":
         return lambda epoch: gamma ** bisect.bisect_right(list(milestones), epoch)
     if schedule == "restarts":
@@ -63,6 +88,30 @@ def lr_factor(
     raise ValueError(f"unknown schedule {schedule!r}")
 
 
+def norm_parameters(model: torch.nn.Module) -> set[int]:
+    """ids of the parameters of BatchNorm layers and of biases (1-D parameters named bias)."""
+    ids = set()
+    for module in model.modules():
+        is_norm = isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
+        for name, param in module.named_parameters(recurse=False):
+            if is_norm or name == "bias":
+                ids.add(id(param))
+    return ids
+
+
+def parameter_groups(
+    config: OptimConfig, parameters: list[torch.nn.Parameter], model: torch.nn.Module | None
+) -> list[torch.nn.Parameter] | list[dict]:
+    """``parameters``, or with ``norm_decay`` False two groups: the rest (weight decay) and the BatchNorm
+    parameters and biases (none)."""
+    if config.norm_decay or config.weight_decay == 0 or model is None:
+        return parameters
+    norms = norm_parameters(model)
+    decayed = [p for p in parameters if id(p) not in norms]
+    free = [p for p in parameters if id(p) in norms]
+    return [g for g in ({"params": decayed}, {"params": free, "weight_decay": 0.0}) if g["params"]]
+
+
 def make_optimizer(
     config: OptimConfig, parameters: list[torch.nn.Parameter], model: torch.nn.Module | None = None
 ) -> torch.optim.Optimizer:
@@ -73,7 +122,10 @@ def make_optimizer(
     device (the CPU, CUDA: ``fused_update_available``); plain SGD elsewhere. Move the model first.
     """
     fused = fused_kernels(parameters)
-    if config.optimizer == "sgd" and model is not None and config.momentum > 0:
+    groups = parameter_groups(config, parameters, model)
+    # SlotSGD is plain heavy-ball momentum over one group: other updates take torch's SGD
+    simple = not config.nesterov and groups is parameters
+    if config.optimizer == "sgd" and model is not None and config.momentum > 0 and simple:
         held = {id(p) for p in parameters}
         layers = [m for m in model.modules() if isinstance(m, SlotLayer) and id(m.scores) in held]
         if layers and all(fused_update_available(layer.scores.device) for layer in layers):
@@ -82,14 +134,20 @@ def make_optimizer(
             )
     if config.optimizer == "sgd":
         return torch.optim.SGD(
-            parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, fused=fused
+            groups,
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            nesterov=config.nesterov,
+            fused=fused,
         )
-    return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
+    return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
 
 
 def make_scheduler(
     config: OptimConfig, optimizer: torch.optim.Optimizer
 ) -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_factor(config.schedule, config.epochs, config.milestones, config.gamma)
+        optimizer,
+        lr_factor(config.schedule, config.epochs, config.milestones, config.gamma, config.warmup_epochs),
     )

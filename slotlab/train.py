@@ -48,6 +48,7 @@ class TrainSettings:
     epochs: int
     batch_size: int = 128
     augment: bool = False
+    label_smoothing: float = 0.0  # of the training loss (evaluation losses stay plain cross-entropy)
     normalize: bool = True  # standardise inputs by the dataset's mean and std (False: pixels in [0, 1])
     crop: bool = True  # with augment: random crop and flip (False: flip only)
     protocol: str = "val"  # val: select on validation, test once; best-test: the papers' max test accuracy
@@ -206,7 +207,8 @@ class Trainer:
         for images, labels in self.train_batches.epoch(epoch_generator(self.settings.data_seed, epoch)):
             with self.autocast():
                 logits = self.train_model(images)
-            loss = F.cross_entropy(logits.float(), labels)  # float32 (a no-op for float32 logits)
+            # float32 (a no-op for float32 logits); label smoothing as torch's (Szegedy et al. 2016, Sec. 7)
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.settings.label_smoothing)
             if self.optimizer is not None:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()

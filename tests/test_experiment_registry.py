@@ -31,6 +31,7 @@ EXPECTED: dict[str, set[str]] = {
     "edge-popup": {
         "going-deeper",
         "going-wider",
+        "depth-width-density",
         "init-ablation",
         "density-sweep",
         "vs-supermask",
@@ -77,15 +78,9 @@ EXPECTED: dict[str, set[str]] = {
 # what must be runnable today, and what must say what it lacks
 NOT_RUNNABLE = {
     "slot-machines/weight-sharing",
-    "slot-machines/cost",
-    "edge-popup/going-wider",
-    "edge-popup/vs-supermask",
     "edge-popup/imagenet",
     "edge-popup/imagenet-density",
-    "biprop/width",
-    "biprop/vgg-small",
     "biprop/imagenet",
-    "iwr/width",
     "iwr/imagenet",
     "laperm/weight-agnostic-f1",
     "laperm/conv7",

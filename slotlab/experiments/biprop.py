@@ -17,6 +17,7 @@ from slotlab.experiments.edge_popup import (
     densities,
     depth_models,
     stand_in,
+    widths,
 )
 from slotlab.scales import Scale
 
@@ -68,6 +69,41 @@ def _going_deeper(scale: Scale) -> list[Point]:
         ]
         points.append(Point(f"{MODEL_NAMES[model]}, dense", 1.0, "dense", {**dense_baseline(scale), **data}))
     return points
+
+
+def _width(scale: Scale) -> list[Point]:
+    """MPT-1/32 and MPT-1/1 at half the weights against width, with the dense network at each width."""
+    models = depth_models(scale) if scale.is_paper else (None,)
+    points = []
+    for model in models:
+        setting, tag = (cifar(scale, model), "") if model else stand_in(scale, "conv4")
+        name = f"{MODEL_NAMES[model]}, " if not tag else ""  # a stand-in's series carry its tag instead
+        for label, extra in (("MPT-1/32", {}), ("MPT-1/1", {"binary_activations": True})):
+            points += [
+                Point(f"{name}{label}{tag}", w, "biprop", {"density": 0.5, "width": w, **extra, **setting})
+                for w in widths(scale, (0.5, 1.0, 1.5, 2.0))
+            ]
+        points += [
+            Point(f"{name}dense{tag}", w, "dense", {**dense_baseline(scale), "width": w, **setting})
+            for w in widths(scale, (0.5, 1.0, 1.5, 2.0))
+        ]
+    return points
+
+
+def _vgg_small(scale: Scale) -> list[Point]:
+    """The README's VGG-Small rows: MPT-1/32 at 95 % pruned, MPT-1/1 (and +BN) on the x1.25 network at 75 %."""
+    plain, wide = cifar(scale, "vgg-small"), cifar(scale, "vgg-small-wide")
+    binary = {"binary_activations": True}
+    return [
+        Point("MPT-1/32", 0.05, "biprop", {"density": 0.05, **plain}),
+        Point("MPT-1/1, width x1.25", 0.25, "biprop", {"density": 0.25, **binary, **wide}),
+        Point(
+            "MPT-1/1 +BN, width x1.25",
+            0.25,
+            "biprop",
+            {"density": 0.25, "learned_bn": True, **binary, **wide},
+        ),
+    ]
 
 
 def _density_sweep(scale: Scale) -> list[Point]:
@@ -157,8 +193,11 @@ EXPERIMENTS = [
         paper=PAPER,
         in_paper="figure: MPT-1/32 and MPT-1/1 against network width (x0.5 ... x2)",
         question="Do binary subnetworks overtake trained full-precision networks as width grows?",
-        grid=None,
-        missing="a width multiplier for the models",
+        grid=_width,
+        x_label="width multiplier",
+        log_x=True,
+        note="a figure without stated numbers: no published values. Paper scale: Conv-2 to Conv-8 on CIFAR-10 at "
+        "50 % pruned, widths 0.5 to 2; CPU scales: Lenet-300-100 on MNIST at widths 0.5, 1, 2.",
     ),
     Experiment(
         name="biprop/vgg-small",
@@ -166,8 +205,7 @@ EXPERIMENTS = [
         in_paper="results table: VGG-Small on CIFAR-10 (MPT-1/32 at 95 % pruned; MPT-1/1 and +BN at width "
         "x1.25, 75 % pruned)",
         question="How accurate are binary subnetworks of a random VGG-Small?",
-        grid=None,
-        missing="VGG-Small (and its x1.25 width)",
+        grid=_vgg_small,
         published=(
             Published("MPT-1/32", 0.05, 91.48, f"{README} (CIFAR-10, VGG-Small, 95 % pruned)", BEST_TEST),
             Published("MPT-1/1, width x1.25", 0.25, 89.11, f"{README} (CIFAR-10, 75 % pruned)", BEST_TEST),

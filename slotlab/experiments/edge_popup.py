@@ -85,12 +85,83 @@ def _going_deeper(scale: Scale) -> list[Point]:
     return points
 
 
+ABLATION_INITS = ("kn", "kn-scaled", "sc", "sc-scaled")  # the figure's four
+MORE_INITS = ("uc", "ku", "xn", "xc")  # the other inits of the released code; uc-scaled at paper scale too
+
+
 def _init_ablation(scale: Scale) -> list[Point]:
     setting, tag = stand_in(scale, "conv4")
+    more = (*MORE_INITS, "uc-scaled") if scale.is_paper else MORE_INITS
     return [
-        Point(f"{init}{tag}", d, "edge-popup", {"density": d, "init": init, **setting})
-        for init in ("kn", "kn-scaled", "sc", "sc-scaled")
-        for d in densities(scale, PAPER_DENSITIES, (0.1, 0.5))
+        *(
+            Point(f"{init}{tag}", d, "edge-popup", {"density": d, "init": init, **setting})
+            for init in ABLATION_INITS
+            for d in densities(scale, PAPER_DENSITIES, (0.1, 0.5))
+        ),
+        *(
+            Point(f"{init}{tag}", d, "edge-popup", {"density": d, "init": init, **setting})
+            for init in more
+            for d in densities(scale, PAPER_DENSITIES, (0.5,))
+        ),
+    ]
+
+
+PAPER_WIDTHS = (0.25, 0.5, 1.0, 1.5, 2.0)  # the width multipliers of the released code's Conv4Wide/Conv6Wide
+CPU_WIDTHS = (0.5, 1.0, 2.0)
+
+
+def widths(scale: Scale, paper: tuple[float, ...] = PAPER_WIDTHS) -> tuple[float, ...]:
+    return paper if scale.is_paper else CPU_WIDTHS
+
+
+def _going_wider(scale: Scale) -> list[Point]:
+    """Accuracy against width at a few fractions kept: Conv-4 and Conv-6 at paper scale, the Lenet stand-in on
+    the CPU scales (width scales its hidden units)."""
+    models = ("conv4", "conv6") if scale.is_paper else (None,)
+    points = []
+    for model in models:
+        setting, tag = (cifar(scale, model), "") if model else stand_in(scale, "conv4")
+        name = f"{MODEL_NAMES[model]}, " if not tag else ""  # a stand-in's series carry its tag instead
+        for d in densities(scale, (0.1, 0.3, 0.5), (0.1, 0.5)):
+            points += [
+                Point(f"{name}k = {d:g}{tag}", w, "edge-popup", {"density": d, "width": w, **setting})
+                for w in widths(scale)
+            ]
+        points += [
+            Point(f"{name}dense{tag}", w, "dense", {**dense_baseline(scale), "width": w, **setting})
+            for w in widths(scale)
+        ]
+    return points
+
+
+def _depth_width_density(scale: Scale) -> list[Point]:
+    """Every (depth, width, fraction kept): Conv-2 to Conv-8 at paper scale, Conv-2 and Conv-4 on a CIFAR-10
+    subset on the CPU scales; one series per (depth, k), x the width."""
+    kept = (0.1, 0.3, 0.5, 0.7) if scale.is_paper else (0.5,)
+    return [
+        Point(
+            f"{MODEL_NAMES[model]}, k = {d:g}",
+            w,
+            "edge-popup",
+            {"density": d, "width": w, **cifar(scale, model)},
+        )
+        for model in depth_models(scale)
+        for d in kept
+        for w in ((0.5, 1.0, 2.0) if scale.is_paper else (0.5, 1.0))
+    ]
+
+
+SUPERMASK_X = 0.5  # where the supermask's point is drawn: its density is learned, about 1/2 at the start
+
+
+def _vs_supermask(scale: Scale) -> list[Point]:
+    setting, tag = stand_in(scale, "conv4")
+    return [
+        *(
+            Point(f"edge-popup{tag}", d, "edge-popup", {"density": d, **setting})
+            for d in densities(scale, PAPER_DENSITIES, (0.1, 0.5))
+        ),
+        Point(f"supermask (Zhou et al.){tag}", SUPERMASK_X, "supermask", {"init": "sc", **setting}),
     ]
 
 
@@ -128,8 +199,23 @@ EXPERIMENTS = [
         paper=PAPER,
         in_paper="figure 'going wider': Conv-4 and Conv-6 with a width multiplier",
         question="Do wider random networks hide better subnetworks?",
-        grid=None,
-        missing="a width multiplier for the models",
+        grid=_going_wider,
+        x_label="width multiplier",
+        log_x=True,
+        note="a figure without stated numbers: no published values. Width multiplies every hidden channel and "
+        "unit (int(n * width), as the released code's Conv4Wide); paper scale: Conv-4 and Conv-6 on CIFAR-10 at "
+        "widths 0.25 to 2; CPU scales: Lenet-300-100 on MNIST at widths 0.5, 1, 2.",
+    ),
+    Experiment(
+        name="edge-popup/depth-width-density",
+        paper=PAPER,
+        in_paper="analysis: the going-deeper and going-wider figures as one grid of depth, width and % kept",
+        question="How do depth, width and the fraction of weights kept trade off against one another?",
+        grid=_depth_width_density,
+        x_label="width multiplier",
+        log_x=True,
+        note="no published numbers (the paper sweeps depth and width in separate figures). CPU scales: Conv-2 "
+        "and Conv-4 on a 5000-image CIFAR-10 subset at k = 0.5, widths 0.5 and 1.",
     ),
     Experiment(
         name="edge-popup/init-ablation",
@@ -140,8 +226,10 @@ EXPERIMENTS = [
         grid=_init_ablation,
         x_label="fraction of weights kept (k)",
         note="a figure whose values the paper's text does not state: no published numbers. Paper scale: Conv-4 "
-        "on CIFAR-10; CPU scales: Lenet-300-100 on MNIST as a stand-in. slotlab has no Xavier or uniform "
-        "variants for masks.",
+        "on CIFAR-10; CPU scales: Lenet-300-100 on MNIST as a stand-in. Beyond the figure's four: unsigned "
+        "constant, Kaiming uniform, Xavier normal and Xavier constant at k = 0.5 (every k at paper scale, with "
+        "scaled unsigned constant); --fan-mode fan_out and --scale-rule released give the released code's "
+        "other settings.",
     ),
     Experiment(
         name="edge-popup/density-sweep",
@@ -159,8 +247,12 @@ EXPERIMENTS = [
         paper=PAPER,
         in_paper="figure: Edge-Popup against Zhou et al.'s supermask across k",
         question="Does Edge-Popup find better subnetworks than Zhou et al.'s sampled supermasks?",
-        grid=None,
-        missing="Zhou et al.'s Bernoulli supermask (masks sampled from sigmoid scores)",
+        grid=_vs_supermask,
+        x_label="fraction of weights kept (k)",
+        note="a figure whose values the paper's text does not state: no published numbers. The supermask "
+        "learns its own density (about half the weights at the start) and evaluates with sampled masks, as Zhou "
+        "et al.; its point is drawn at k = 0.5. Both on signed-constant weights (the supermask's unscaled: it "
+        "has no k to scale by). Paper scale: Conv-4 on CIFAR-10; CPU scales: Lenet-300-100 on MNIST.",
     ),
     Experiment(
         name="edge-popup/imagenet",

@@ -178,6 +178,30 @@ def _density_experiment(model: str) -> Experiment:
     )
 
 
+def _width(scale: Scale) -> list[Point]:
+    """50 % pruned against width: Conv-2 to Conv-8 at paper scale, the Lenet stand-in at 0.25 and 1 on the CPU."""
+    models = tuple(WIDTH_FIGURE) if scale.is_paper else ("conv4",)
+    points = []
+    for model in models:
+        setting, tag = stand_in(scale, model)
+        name = f"{MODEL_NAMES[model]} " if not tag else ""  # a stand-in's series carry its tag instead
+        for w in WIDTHS if scale.is_paper else (0.25, 1.0):
+            for series in (EP, BP, EPR, BPR):
+                method, choices = recipes(scale, model)[series]
+                points.append(
+                    Point(
+                        f"{name}{series}{tag}",
+                        w,
+                        method,
+                        {"density": 0.5, **choices, **setting, "width": w},
+                    )
+                )
+            points.append(
+                Point(f"{name}{DENSE}{tag}", w, "dense", {**dense_baseline(scale), **setting, "width": w})
+            )
+    return points
+
+
 def _mask_landscape(scale: Scale) -> list[Point]:
     """Same weights (weight_seed 0), a different score seed (and data order) per seed."""
     setting, tag = stand_in(scale, "conv6")
@@ -259,8 +283,7 @@ EXPERIMENTS = [
         paper=PAPER,
         in_paper="figure: Conv-2 to Conv-8 at 50 % pruned against width (x0.1, x0.25, x0.5, x1)",
         question="How do recycling's gains change with the network's width?",
-        grid=None,
-        missing="a width multiplier for the models",
+        grid=_width,
         published=tuple(
             Published(
                 f"{MODEL_NAMES[model]} {series}", w, value, "IWR figures/conv_width_all.py data", PROTOCOL

@@ -8,10 +8,12 @@ its per-model curves are figures, so most experiments here carry no published nu
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 from slotlab.config import SEED_FIELDS, RunConfig, scaled_config
+from slotlab.cost import training_cost
 from slotlab.experiments.base import Experiment, Point, Published
 from slotlab.scales import Scale
 
@@ -60,6 +62,33 @@ def _k_sweep(scale: Scale) -> list[Point]:
     """Greedy selection on Lenet-300-100 over the scale's K values, with the trained-weights reference."""
     points = [Point("greedy", k, "slots", {"k": k, "init": "code"}) for k in scale.ks if k > 1]
     return [*points, Point("learned weights", max(scale.ks), "dense", {})]
+
+
+@functools.cache
+def _epoch_tflops(scale_name: str, method: str, choices: tuple[tuple[str, Any], ...]) -> float:
+    """Training FLOPs of one epoch (``slotlab.cost``: a run costs epochs x this), in TFLOPs."""
+    config = scaled_config(scale_name, method, **dict(choices), epochs=1)
+    return training_cost(config).run_flops / 1e12
+
+
+def _cost(scale: Scale) -> list[Point]:
+    """Slot machines (K = 2, 8) and learned weights at growing epoch budgets, x = the run's training FLOPs."""
+    budgets = (1, 3, 6) if not scale.is_paper else (25, 50, 100, 200)
+    if scale.name == "smoke":
+        budgets = (1,)
+    series = {
+        "slots K = 2": ("slots", {"k": 2}),
+        "slots K = 8": ("slots", {"k": 8}),
+        "learned weights": ("dense", {}),
+    }
+    points = []
+    for name, (method, choices) in series.items():
+        per_epoch = _epoch_tflops(scale.name, method, tuple(sorted(choices.items())))
+        points += [
+            Point(name, round(epochs * per_epoch, 4), method, {**choices, "epochs": epochs})
+            for epochs in budgets
+        ]
+    return points
 
 
 def _greedy_vs_sampled(scale: Scale) -> list[Point]:
@@ -269,8 +298,12 @@ EXPERIMENTS = [
         paper=PAPER,
         in_paper="figure: accuracy against training cost (FLOPs), slot machines against learned weights",
         question="At equal training FLOPs, how do slot machines compare with learned weights?",
-        grid=None,
-        missing="FLOP counting (training cost per run)",
+        grid=_cost,
+        x_label="training cost (TFLOPs per run, slotlab.cost)",
+        log_x=True,
+        note="no published numbers (a figure). FLOPs per run from slotlab.cost.training_cost: the network's "
+        "forward and backward counted by FlopCounterMode, plus the method's own work (selection over K) and "
+        "the optimiser update; budgets of 1, 3, 6 epochs on the CPU scales, 25 to 200 at paper scale.",
     ),
     _cifar_experiment("conv2-sm", (2, 8), 5000),
     _cifar_experiment("conv4-sm", (2, 8), 5000),

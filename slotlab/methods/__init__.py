@@ -5,7 +5,9 @@
 | slots.py         | slots, learned, finetune         | Aladago & Torresani, ICML 2021 (Slot Machines)               |
 | masks.py         | edge-popup, biprop, random-mask  | Ramanujan et al. 2020; Diffenderfer & Kailkhura 2021;        |
 |                  | (+ recycling, IteRand)           | Gorbett & Whitley 2023; Chijiwa et al. 2021                  |
-| laperm.py        | laperm                           | Qiu & Suda, NeurIPS 2020 (LaPerm)                            |
+| supermask.py     | supermask                        | Zhou et al., NeurIPS 2019 (Edge-Popup's baseline)            |
+| mask_finetune.py | mask-finetune                    | Ramanujan et al. 2020 (weights trained under a found mask)   |
+| laperm.py        | laperm, random-permutation       | Qiu & Suda, NeurIPS 2020 (LaPerm)                            |
 | dense.py         | dense                            | the baseline                                                 |
 | random_slots.py  | random-slots                     | the worked example of adding a method                        |
 
@@ -18,10 +20,12 @@ from __future__ import annotations
 from slotlab.errors import SlotlabError
 from slotlab.methods.base import Method, Options, OptionSpec, RunSpec, SourceNetwork
 from slotlab.methods.dense import Dense
-from slotlab.methods.laperm import LaPerm
+from slotlab.methods.laperm import LaPerm, RandomPermutation
+from slotlab.methods.mask_finetune import MaskFinetune
 from slotlab.methods.masks import Biprop, EdgePopup, RandomMask
 from slotlab.methods.random_slots import RandomSlots
 from slotlab.methods.slots import Finetune, Learned, Slots
+from slotlab.methods.supermask import Supermask
 
 METHODS: dict[str, Method] = {
     m.name: m
@@ -33,8 +37,11 @@ METHODS: dict[str, Method] = {
         EdgePopup(),
         Biprop(),
         RandomMask(),
+        Supermask(),
+        MaskFinetune(),
         LaPerm(),
         RandomSlots(),
+        RandomPermutation(),
     )
 }
 

@@ -138,6 +138,8 @@ class RunSpec(Protocol):
     @property
     def init(self) -> str: ...
     @property
+    def width(self) -> float: ...  # the width multiplier of the model (1: the paper's)
+    @property
     def weight_seed(self) -> int: ...
     @property
     def score_seed(self) -> int: ...
@@ -206,7 +208,7 @@ class Method:
 
     def initial_network(self, config: RunSpec, shape: Shape, classes: int, source: Source = None) -> Network:
         """The network at step 0: architecture, layer rule and seeded values (or the source's found network)."""
-        model = build_model(config.model, self.layer_factory(config), shape, classes)
+        model = build_model(config.model, self.layer_factory(config), shape, classes, config.width)
         return initialize(model, config.weight_seed, config.score_seed)
 
     def architecture(self, config: RunSpec, shape: Shape, classes: int) -> Network:
@@ -215,7 +217,7 @@ class Method:
 
     def memory_model(self, config: RunSpec, shape: Shape, classes: int) -> Network:
         """The run's architecture for estimating its memory (built under ``torch.device("meta")``: no values)."""
-        return build_model(config.model, self.layer_factory(config), shape, classes)
+        return build_model(config.model, self.layer_factory(config), shape, classes, config.width)
 
     def callbacks(self, config: RunSpec) -> list[Callback]:
         """The method's periodic work (recycling, syncs), run before the caller's callbacks."""

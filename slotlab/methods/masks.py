@@ -18,6 +18,14 @@ decay 1e-4 on the scores, cosine, 100 epochs (250 with recycling, as Gorbett & W
 use Adam at lr 0.1 without weight decay (the released Biprop code passes none to Adam). The random-mask baseline
 trains its weights as dense networks do: lr 0.01, cosine, 100 epochs (lr 0.05 at the CPU scales).
 
+Switches to the released code's rules (each defaults to the paper's; each refused where it would change nothing):
+``kept_rule released`` keeps n - int((1 - d) n) weights per layer instead of floor(d n + 1/2); ``scale_rule
+released`` scales the scaled inits' fan by 1 - d instead of d; Biprop's ``gain_divisor released`` divides alpha's
+sum by int(d n) instead of the number kept; ``fan_mode fan_out`` takes the init's fan from the outputs. Biprop's
+``bn_bias_only`` (with ``learned_bn``) learns BatchNorm's shift only. Inits: those of Edge-Popup's comparison of
+weight distributions (``slotlab.layers.edge_popup``). The supermask baseline and finetuning under a found mask
+are ``slotlab.methods.supermask`` and ``slotlab.methods.mask_finetune``.
+
 The compact export stores 1 bit per connection (the keep-mask) plus, for the kept positions only, the weights that
 no longer equal what the seed regenerates: a recycled value as the index of the initial weight it copies (IWR's
 "no new random values"), any other value as a float. Biprop networks export as what they compute, a ternary
@@ -38,8 +46,17 @@ from slotlab.callback import Callback
 from slotlab.errors import SlotlabError
 from slotlab.global_mask import DensityAnnealing, attach_global_scope
 from slotlab.init import initialize
-from slotlab.layers.biprop import BipropLayer
-from slotlab.layers.edge_popup import MASK_INITS, EdgePopupLayer, MaskedLayer, MaskFactory
+from slotlab.layers.biprop import GAIN_DIVISORS, BipropLayer
+from slotlab.layers.edge_popup import (
+    FAN_MODES,
+    KEPT_RULES,
+    MASK_INITS,
+    SCALE_RULES,
+    XAVIER_INITS,
+    EdgePopupLayer,
+    MaskedLayer,
+    MaskFactory,
+)
 from slotlab.layers.factory import LayerFactory
 from slotlab.layers.random_mask import RandomMaskLayer
 from slotlab.methods.base import Method, Options, Range, RunSpec, Shape, Source, option
@@ -67,9 +84,29 @@ class FixedMaskOptions(Options):
         False, "BatchNorm + sign activations with the Bi-Real surrogate (MPT-1/1)"
     )
     learned_bn: bool = option(False, "learn BatchNorm scale and shift (the '+BN' variants)")
+    fan_mode: str = option(
+        "fan_in", "the fan of the Kaiming and constant inits: fan_in or fan_out (not for Xavier)", FAN_MODES
+    )
+    kept_rule: str = option(
+        "round",
+        "weights kept per layer: round (floor(d n + 1/2), the paper) or released (n - int((1 - d) n), the "
+        "released code)",
+        KEPT_RULES,
+    )
+    scale_rule: str = option(
+        "kept",
+        "scaled inits: fan times d (the paper) or released (fan times 1 - d, the released scale_fan)",
+        SCALE_RULES,
+    )
 
     def check(self) -> None:
         _check_density(self.density)
+        changed = self.changed()
+        if "kept_rule" in changed and self.scope == "global":
+            raise SlotlabError(
+                "kept_rule applies to layer scope (a global mask keeps floor(d N + 1/2) in all); leave it out "
+                "with --scope global"
+            )
 
 
 @dataclass(frozen=True)
@@ -93,6 +130,12 @@ class MaskOptions(FixedMaskOptions):
         ("top", "next-lowest"),
     )
     recycle_warmup: int = option(0, "recycling and IteRand: no round before this many epochs (or steps)")
+    recycle_timing: str = option(
+        "paper",
+        "recycling and IteRand rounds by epoch: paper (after epochs F, 2F, ...) or released (the authors' code: "
+        "after 0-based epochs F, 2F, ..., one epoch later)",
+        ("paper", "released"),
+    )
     iterand_rate: float = option(
         0.0, "IteRand: probability that a pruned weight is redrawn per round (0: off)"
     )
@@ -116,7 +159,11 @@ class MaskOptions(FixedMaskOptions):
         # options that would change the run's hash and nothing else
         changed = self.changed()
         if self.recycle_rate == 0 and self.iterand_rate == 0:
-            idle = [n for n in ("recycle_every", "recycle_unit", "recycle_warmup") if n in changed]
+            idle = [
+                n
+                for n in ("recycle_every", "recycle_unit", "recycle_warmup", "recycle_timing")
+                if n in changed
+            ]
             if idle:
                 raise SlotlabError(
                     f"{', '.join(idle)} set while recycling and IteRand are off; give --recycle-rate or "
@@ -126,15 +173,62 @@ class MaskOptions(FixedMaskOptions):
             raise SlotlabError(
                 "recycle_donor set while recycling is off; give --recycle-rate or leave it out"
             )
+        if "recycle_timing" in changed and self.recycle_unit != "epoch":
+            raise SlotlabError(
+                "recycle_timing applies to rounds by epoch; leave it out with --recycle-unit step"
+            )
         if "anneal_epochs" in changed and self.scope != "global":
             raise SlotlabError(
                 "anneal_epochs applies to the global scope; give --scope global or leave it out"
             )
 
 
-class _MaskMethod(Method):
+def check_init_options(method: str, init: str, options: Options) -> None:
+    """Refuse an init option that would do nothing for ``init`` (one line)."""
+    changed = options.changed()
+    if "fan_mode" in changed and init in XAVIER_INITS:
+        raise SlotlabError(
+            f"fan_mode does not apply to the Xavier init {init} (it uses fan_in + fan_out); leave it out"
+        )
+    if "scale_rule" in changed and not init.endswith("-scaled"):
+        raise SlotlabError(
+            f"scale_rule applies to the scaled inits; {method} uses {init}: give --init {init}-scaled or leave "
+            f"scale_rule out"
+        )
+
+
+def batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def check_learned_bn(config: RunSpec, model: nn.Module) -> None:
+    """Refuse learned BatchNorm on a model that has none (it would change the hash and nothing else)."""
+    if config.options.learned_bn and not batchnorms(model):
+        raise SlotlabError(
+            f"model {config.model} has no BatchNorm here, so learned_bn changes nothing; give "
+            f"--binary-activations true (BatchNorm before each sign) or leave learned_bn out"
+        )
+
+
+def freeze_bn_scale(model: nn.Module) -> None:
+    """Train BatchNorm's shift only (``bn_bias_only`` of the released Biprop code): its scale stays at 1."""
+    for bn in batchnorms(model):
+        if bn.weight is not None:
+            bn.weight.requires_grad_(False)
+
+
+class MaskMethod(Method):
     compact_export = True
     layer_class: ClassVar[type[MaskedLayer]]
+
+    def check(self, config: RunSpec) -> None:
+        super().check(config)
+        check_init_options(self.name, self.init_name(config), config.options)
+
+    def layer_options(self, config: RunSpec) -> dict[str, Any]:
+        """The keyword options of ``layer_class`` that the run's options set."""
+        o = config.options
+        return {"kept_rule": o.kept_rule, "scale_rule": o.scale_rule, "fan_mode": o.fan_mode}
 
     def layer_factory(self, config: RunSpec) -> LayerFactory:
         o = config.options
@@ -144,10 +238,14 @@ class _MaskMethod(Method):
             self.init_name(config),
             bn_affine=o.learned_bn,
             binary_activations=o.binary_activations,
+            **self.layer_options(config),
         )
 
     def initial_network(self, config: RunSpec, shape: Shape, classes: int, source: Source = None) -> Network:
-        model = build_model(config.model, self.layer_factory(config), shape, classes)
+        model = build_model(config.model, self.layer_factory(config), shape, classes, config.width)
+        check_learned_bn(config, model)
+        if getattr(config.options, "bn_bias_only", False):
+            freeze_bn_scale(model)
         if config.options.scope == "global":
             attach_global_scope(model, config.options.density)
         return initialize(model, config.weight_seed, config.score_seed)
@@ -166,7 +264,9 @@ class _MaskMethod(Method):
         callbacks: list[Callback] = []
         if o.scope == "global" and o.density <= 0.5 and o.anneal_epochs > 0:
             callbacks.append(DensityAnnealing(o.anneal_epochs))
-        schedule = dict(every=o.recycle_every, unit=o.recycle_unit, warmup=o.recycle_warmup)
+        schedule = dict(
+            every=o.recycle_every, unit=o.recycle_unit, warmup=o.recycle_warmup, timing=o.recycle_timing
+        )
         if o.recycle_rate > 0:
             callbacks.append(WeightRecycling(o.recycle_rate, donor=o.recycle_donor, **schedule))
         if o.iterand_rate > 0:
@@ -210,20 +310,52 @@ class _MaskMethod(Method):
         )
 
 
-class EdgePopup(_MaskMethod):
+@dataclass(frozen=True)
+class BipropOptions(MaskOptions):
+    """Biprop's own options: the gain's divisor and BatchNorm's shift-only training."""
+
+    gain_divisor: str = option(
+        "kept",
+        "alpha = sum |W * M| / divisor: kept (the number kept, the paper) or released (int(d n), the released "
+        "code)",
+        GAIN_DIVISORS,
+    )
+    bn_bias_only: bool = option(
+        False,
+        "with learned_bn: learn BatchNorm's shift only, its scale stays 1 (the released --bn_bias_only)",
+    )
+
+    def check(self) -> None:
+        super().check()
+        changed = self.changed()
+        if "gain_divisor" in changed and self.scope == "global":
+            raise SlotlabError(
+                "gain_divisor released divides by int(d n) of each layer, which a global mask does not keep; "
+                "leave it out with --scope global"
+            )
+        if self.bn_bias_only and not self.learned_bn:
+            raise SlotlabError("bn_bias_only trains BatchNorm's shift; give --learned-bn true with it")
+
+
+class EdgePopup(MaskMethod):
     name = "edge-popup"
-    description = "Edge-Popup: keep the top --density of |scores| (inits sc-scaled|sc|kn-scaled|kn)"
+    description = (
+        "Edge-Popup: keep the top --density of |scores| (inits sc-scaled|sc|kn-scaled|kn|uc...|ku|xn|xc)"
+    )
     options_type = MaskOptions
     inits = MASK_INITS
     layer_class = EdgePopupLayer
 
 
-class Biprop(_MaskMethod):
+class Biprop(MaskMethod):
     name = "biprop"
-    description = "Biprop: Edge-Popup mask, kept weights alpha*sign(W) (inits kn-scaled|kn|sc-scaled|sc)"
-    options_type = MaskOptions
-    inits = ("kn-scaled", "kn", "sc-scaled", "sc")
+    description = "Biprop: Edge-Popup mask, kept weights alpha*sign(W) (inits kn-scaled|kn|sc-scaled|sc...)"
+    options_type = BipropOptions
+    inits = ("kn-scaled", "kn", "sc-scaled", "sc", "uc-scaled", "uc", "ku", "xn", "xc")
     layer_class = BipropLayer
+
+    def layer_options(self, config: RunSpec) -> dict[str, Any]:
+        return {**super().layer_options(config), "gain_divisor": config.options.gain_divisor}
 
     def describe_compact(self, config: RunSpec, stored_bytes: int, connections: int) -> str:
         return (
@@ -232,13 +364,13 @@ class Biprop(_MaskMethod):
         )
 
 
-class RandomMask(_MaskMethod):
+class RandomMask(MaskMethod):
     name = "random-mask"
     description = (
         "baseline: weights trained under a fixed random mask of --density (inits kn|kn-scaled|sc|sc-scaled)"
     )
     options_type = FixedMaskOptions
-    inits = ("kn", "kn-scaled", "sc", "sc-scaled")
+    inits = ("kn", "kn-scaled", "sc", "sc-scaled", "uc-scaled", "uc", "ku", "xn", "xc")
     layer_class = RandomMaskLayer
 
     def recipe(self, scale: Scale, chosen: Mapping[str, Any]) -> dict[str, Any]:
