@@ -169,7 +169,7 @@ class RunConfig:
             )
         if self.width != 1:
             check_width(self.model, self.width, dataset_info(self.dataset).input_shape)
-            if method.source_method is not None:
+            if method.source_methods:
                 raise SlotlabError(
                     f"method {method.name} takes its network, and its width, from its source run; leave width at 1"
                 )

@@ -161,7 +161,7 @@ def training_cost(config: RunConfig, seconds: float | None = None) -> TrainingCo
     """The cost of a run of ``config``, counted on its initial network at its batch size (``seconds``: the measured
     training time, e.g. a finished run's ``train_seconds``). A finetune needs its source run; count its source's
     method with ``method="dense"`` instead."""
-    if config.method_rule.source_method is not None:
+    if config.method_rule.source_methods:
         raise SlotlabError(
             f"method {config.method} starts from another run; count the cost of the same architecture with "
             f"method dense (training the weights is what it does)"

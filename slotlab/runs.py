@@ -291,9 +291,10 @@ def initial_network(
     if not source_hash:
         return method.initial_network(config, input_shape, num_classes)
     run = open_run(source_hash, root)
-    if run.config.method != method.source_method:
+    if run.config.method not in method.source_methods:
         raise SlotlabError(
-            f"{method.name} starts from a {method.source_method} run; {run.path.name} is a {run.config.method} run"
+            f"{method.name} starts from a {' or '.join(method.source_methods)} run; {run.path.name} is a "
+            f"{run.config.method} run"
         )
     source = SourceNetwork(
         run.path.name, run.config.method, run.config.model, run.config.dataset, run.model("best")

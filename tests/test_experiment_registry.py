@@ -66,6 +66,7 @@ EXPECTED: dict[str, set[str]] = {
     "laperm": {
         "sync-period",
         "vs-adam",
+        "vs-random-permutation",
         "sparse-init",
         "weight-agnostic-f2",
         "weight-agnostic-f1",
@@ -77,7 +78,6 @@ EXPECTED: dict[str, set[str]] = {
 }
 # what must be runnable today, and what must say what it lacks
 NOT_RUNNABLE = {
-    "slot-machines/weight-sharing",
     "edge-popup/imagenet",
     "edge-popup/imagenet-density",
     "biprop/imagenet",

@@ -118,7 +118,7 @@ def test_width_is_a_config_field_that_reaches_the_network() -> None:
 def test_every_method_builds_its_network_at_the_width() -> None:
     # no run may be hashed at a width its network was not built at
     for name, method in METHODS.items():
-        if method.source_method is not None:
+        if method.source_methods:
             with pytest.raises(SlotlabError, match="from its source run; leave width at 1"):
                 RunConfig(method=name, width=2.0)
             continue

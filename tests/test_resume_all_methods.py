@@ -43,6 +43,8 @@ QUICK: dict[str, Any] = dict(
 
 # A run that starts from another run's network (finetune) names it by hash: this slots run, trained first.
 SOURCE = RunConfig(method="slots", k=4, **QUICK)
+MASK_SOURCE = RunConfig(method="edge-popup", density=0.3, **QUICK)  # mask-finetune's
+SOURCES = {"finetune": SOURCE, "mask-finetune": MASK_SOURCE}
 
 # id -> fields: every method at least once; periods of 3 steps do not divide the 4 steps of an epoch.
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -68,6 +70,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "laperm-sync-3": dict(method="laperm", sync_period=3, init_density="0.5"),
     "laperm-shared-value": dict(method="laperm", sync_period=5, shared_value=0.05, init_density="0.7"),
     "random-slots": dict(method="random-slots", k=4),
+    "supermask": dict(method="supermask"),
+    "mask-finetune": dict(method="mask-finetune", mask_source=MASK_SOURCE.hash),
 }
 
 # The helper: imports once, then per job forks a child that trains as a user would (load_or_run) with a callback
@@ -122,7 +126,9 @@ class Killer:
         jobs = [
             {
                 "fields": RunConfig(**{**QUICK, **VARIANTS[name]}).changed_fields(),
-                "source": SOURCE.changed_fields() if "source" in VARIANTS[name] else None,
+                "source": SOURCES[VARIANTS[name]["method"]].changed_fields()
+                if VARIANTS[name]["method"] in SOURCES
+                else None,
                 "root": str(self.root(name)),
                 "at_step": KILL_AT_STEP,
                 "report": str(self.report(name)),
@@ -182,7 +188,8 @@ def killer(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 @pytest.fixture(scope="module")
 def whole_root(killer: Killer) -> Path:
     root = killer.base / "whole"
-    load_or_run(SOURCE, root=root, device="cpu")
+    for source in SOURCES.values():
+        load_or_run(source, root=root, device="cpu")
     return root
 
 

@@ -1,5 +1,6 @@
 """The Explorer and the live plot, driven through their callbacks without a browser."""
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 import torch
 
 from slotlab.analysis import load_snapshots
+from slotlab.callback import Callback
 from slotlab.config import RunConfig, scaled_config
 from slotlab.methods import METHODS
 from slotlab.runs import load_or_run, runs_root
@@ -14,7 +16,10 @@ from slotlab.train import Trainer
 from slotlab.widgets import (
     Explorer,
     LivePlot,
+    forward_macs,
+    run_live,
     run_recorded,
+    run_title,
     selecting_layers,
     selection_matrix,
 )
@@ -31,7 +36,8 @@ def test_live_plot_redraws_every_epoch_with_the_history(tmp_path: Path) -> None:
     result = load_or_run(config, root=tmp_path, callbacks=[plot])
     assert plot.draws == 3 and bytes(plot.image.value).startswith(b"\x89PNG")
     history = result.history
-    assert np.allclose(line_data(plot, 1, "val"), history.query("split == 'val'")["accuracy"])
+    assert np.allclose(line_data(plot, 1, "val"), 100 * history.query("split == 'val'")["accuracy"])
+    assert plot.axes[1].get_ylabel() == "accuracy %"
     assert np.allclose(line_data(plot, 0, "train"), history.query("split == 'train'")["loss"])
 
 
@@ -53,12 +59,13 @@ def test_controls_do_not_train_and_the_button_does() -> None:
 
     (result,) = explorer.results
     assert (result.config.options.k, result.config.score_seed, result.config.dataset) == (2, 3, "synthetic")
-    assert explorer.plot.draws == 2 and explorer.plot.image.value != plot_before
+    # two epochs drawn live, then the finished run (test accuracy in the history) as the viewed run
+    assert explorer.plot.draws == 3 and explorer.plot.image.value != plot_before
     assert explorer.plot.image.layout.display == explorer.selection_image.layout.display == ""
     frame = explorer.results_frame()
-    assert frame["run"].tolist() == [result.config.name]
+    assert frame["run"].tolist() == [run_title(result.config)]
     assert frame["test %"].iloc[0] == round(100 * result.test_accuracy, 2)
-    assert explorer.table.value != table_before and result.config.name in explorer.table.value
+    assert explorer.table.value != table_before and run_title(result.config) in explorer.table.value
     assert "error" not in explorer.status.value and "#b00020" not in explorer.status.value
 
 
@@ -129,23 +136,24 @@ def test_layer_selection_is_the_greedy_index(tmp_path: Path) -> None:
         assert torch.equal(layer.selection().long(), layer.scores.detach().argmax(0))
 
 
-def test_controls_a_method_ignores_are_disabled_and_left_out_of_its_config() -> None:
+def test_controls_a_method_ignores_are_hidden_and_left_out_of_its_config() -> None:
     explorer = Explorer("smoke")
     explorer.controls["k"].value = 4
     explorer.controls["selection"].value = "sampled"
     assert explorer.config().options.k == 4 and explorer.config().options.selection == "sampled"
     explorer.method.value = "dense"
-    assert (
-        explorer.controls["k"].disabled
-        and explorer.controls["selection"].disabled
-        and explorer.controls["source"].disabled
-    )
+    for name in ("k", "selection", "source"):
+        assert explorer.controls[name].disabled and explorer.controls[name].layout.display == "none"
     dense = explorer.config()
     assert dense == scaled_config(
         explorer.scale, "dense", epochs=explorer.epochs.value
     )  # K and selection not passed
     explorer.method.value = "learned"
     assert not explorer.controls["k"].disabled and explorer.config().options.k == 4
+    assert (
+        explorer.controls["k"].layout.display == ""
+        and explorer.controls["selection"].layout.display == "none"
+    )
 
 
 def greedy(result, which: str, name: str) -> np.ndarray:
@@ -196,11 +204,195 @@ def test_every_registered_method_trains_from_the_explorer() -> None:
     explorer.epochs.value = 1
     for method in METHODS:
         explorer.method.value = method
-        if method == "finetune":
-            explorer.controls["source"].value = explorer.controls["source"].options[
-                -1
-            ]  # the slots run trained first
+        if method in ("finetune", "mask-finetune"):
+            control = explorer.controls["source" if method == "finetune" else "mask_source"]
+            control.value = control.options[-1]  # the slots (edge-popup) run trained first
         result = explorer.train()
         assert result is not None, (method, explorer.status.value)
         assert result.config.method == method and result.config.dataset == "synthetic"
     assert explorer.results_frame()["method"].tolist() == list(METHODS)
+
+
+# --- errors, interrupts, Stop, the selected run, labels, estimates ------------------------------------------
+
+
+class Hook(Callback):
+    """Runs ``action(trainer)`` after the first optimiser step once ``epoch`` epochs are done (in epoch + 1)."""
+
+    def __init__(self, epoch: int, action) -> None:
+        self.epoch, self.action, self.starts, self.done = epoch, action, [], False
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self.starts.append(trainer.epoch)
+
+    def on_step_end(self, trainer: Trainer) -> None:
+        if trainer.epoch == self.epoch and not self.done:
+            self.done = True
+            self.action(trainer)
+
+
+def settled(explorer: Explorer) -> bool:
+    """The Explorer is ready for the next run: Train on, Stop off, nothing says it is still training."""
+    return (
+        not explorer.train_button.disabled
+        and explorer.stop_button.disabled
+        and "training" not in explorer.status.value
+        and "\n" not in explorer.status.value
+    )
+
+
+def small_explorer(callbacks=(), **kwargs) -> Explorer:
+    explorer = Explorer("smoke", callbacks=callbacks, **kwargs)
+    explorer.epochs.value = 3
+    explorer.controls["k"].value = 2
+    return explorer
+
+
+def interrupt(_trainer: Trainer) -> None:
+    raise KeyboardInterrupt
+
+
+def test_a_failing_run_is_one_red_line_and_the_explorer_is_ready_again(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SLOTLAB_DATA", str(tmp_path / "no-data"))
+    explorer = Explorer("laptop", macs_per_second=1e30)  # no estimate warning: this is about the failure
+    explorer.dataset.value = "imagenet"
+    assert explorer.train() is None
+    assert "imagenet" in explorer.status.value and "#b00020" in explorer.status.value
+    assert settled(explorer) and explorer.results == []
+    assert "failed" in explorer.progress_label.value
+
+
+def test_an_interrupt_is_one_line_and_a_second_train_continues_the_run() -> None:
+    hook = Hook(epoch=2, action=interrupt)  # in epoch 3
+    explorer = small_explorer([hook])
+    assert explorer.train() is None
+    assert "interrupted" in explorer.status.value and settled(explorer)
+    folder = runs_root() / explorer.config().name
+    assert (folder / "last.pt").is_file() and not (folder / "result.json").exists()
+    result = explorer.train()
+    assert hook.starts == [0, 2]  # resumed after the two finished epochs
+    assert result.metrics["epochs"] == 3 and result.history.query("split == 'val'")["epoch"].tolist() == [
+        1,
+        2,
+        3,
+    ]
+    assert "test accuracy" in explorer.status.value and settled(explorer)
+
+
+def test_stop_ends_the_epoch_and_train_continues_the_run() -> None:
+    explorer = small_explorer()
+    hook = Hook(epoch=0, action=lambda _trainer: explorer.stop())  # pressed during the first epoch
+    explorer.callbacks.append(hook)
+    explorer.stop_button.disabled = False  # as while a run trains
+    assert explorer.train() is None
+    assert "stopped after epoch 1 of 3" in explorer.status.value and settled(explorer)
+    folder = runs_root() / explorer.config().name
+    assert not (folder / "result.json").exists()
+    assert torch.load(folder / "last.pt", weights_only=False)["epoch"] == 1  # the stopped epoch's checkpoint
+    result = explorer.train()
+    assert hook.starts == [0, 1] and result.metrics["epochs"] == 3
+    assert [s.epoch for s in load_snapshots(result)] == [0, 1, 2, 3]  # one snapshot an epoch across the stop
+
+
+def test_the_stop_button_works_while_a_background_run_trains() -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def wait(_trainer: Trainer) -> None:
+        started.set()
+        assert release.wait(60)
+
+    explorer = small_explorer([Hook(epoch=0, action=wait)], background=True)
+    explorer.train_button.click()
+    assert started.wait(60)
+    assert explorer.training and explorer.train_button.disabled and not explorer.stop_button.disabled
+    explorer.stop_button.click()
+    release.set()
+    explorer._worker.join(60)
+    assert "stopped after epoch 1 of 3" in explorer.status.value and settled(explorer)
+
+
+def test_the_bar_and_the_plot_follow_the_selected_run() -> None:
+    explorer = small_explorer()
+    explorer.epochs.value = 1
+    first = explorer.train()
+    explorer.controls["k"].value = 4
+    second = explorer.train()
+    titles = [run_title(r.config) for r in (first, second)]
+    assert [label for label, _ in explorer.run_choice.options] == titles
+    assert (
+        explorer.plot.axes[0].get_title(loc="left") == titles[1]
+        and titles[1] in explorer.progress_label.value
+    )
+    explorer.run_choice.value = first.config.name  # picked in the run list
+    assert explorer.plot.axes[0].get_title(loc="left") == titles[0]
+    assert titles[0] in explorer.progress_label.value and explorer.progress.value == explorer.progress.max
+    explorer.controls["k"].value = 4
+    explorer.train()  # read back from its folder: the bar shows this run, not the one before
+    assert titles[1] in explorer.progress_label.value and titles[1] in explorer.status.value
+
+
+def test_run_titles_read_as_method_options_model_dataset_and_hash() -> None:
+    config = scaled_config("laptop", "slots", k=8)
+    assert run_title(config) == f"slots K=8 greedy · lenet300 · mnist · {config.hash[:6]}"
+    masks = scaled_config("laptop", "edge-popup", density=0.3, score_seed=2)
+    assert run_title(masks) == f"edge-popup density 0.3 · lenet300 · mnist · score seed 2 · {masks.hash[:6]}"
+
+
+def test_run_live_records_snapshots_that_the_explorer_replays() -> None:
+    explorer = small_explorer()
+    explorer.epochs.value = 2
+    trained = run_live(explorer.config())  # as the quickstart trains its default config
+    assert [s.epoch for s in load_snapshots(trained)] == [0, 1, 2]
+    explorer.train()  # read back
+    assert not explorer.snapshot.disabled and explorer.snapshot.max == 2
+
+
+def test_forward_macs_count_each_layer_once() -> None:
+    lenet = scaled_config("laptop", "slots", model="lenet300")
+    assert forward_macs(lenet) == 784 * 300 + 300 * 100 + 100 * 10
+    conv2 = scaled_config("laptop", "dense", model="conv2", dataset="cifar10")
+    model = conv2.method_rule.architecture(conv2, (3, 32, 32), 10)
+    expected = 0  # by hand: output elements x inputs per output element, per layer
+    x = torch.zeros(1, 3, 32, 32)
+    for module in model.body:
+        y = module(x)
+        if isinstance(module, torch.nn.Conv2d):
+            expected += y.numel() * module.in_channels * module.kernel_size[0] * module.kernel_size[1]
+        elif isinstance(module, torch.nn.Linear):
+            expected += module.in_features * module.out_features
+        x = y
+    assert forward_macs(conv2) == expected
+    resnet50 = scaled_config("laptop", "slots", model="resnet50", dataset="imagenet")
+    assert abs(forward_macs(resnet50) / 1e9 - 4.09) < 0.01  # the published 4.1 G multiply-adds at 224 x 224
+
+
+def test_a_long_run_shows_its_estimate_first_and_trains_on_the_second_press(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("SLOTLAB_DATA", str(tmp_path / "no-data"))
+    explorer = Explorer("laptop", macs_per_second=1e6)  # a slow machine: every real dataset run is long
+    explorer.dataset.value = "imagenet"
+    assert explorer.train() is None
+    assert "about" in explorer.status.value and "press Train again" in explorer.status.value
+    assert "#b00020" not in explorer.status.value and not runs_root().exists()  # a warning, nothing started
+    assert explorer.train() is None and "#b00020" in explorer.status.value  # trained: the data are missing
+
+
+def test_the_viewer_shows_first_layer_units_as_images_and_labels_its_colorbars() -> None:
+    explorer = small_explorer()
+    explorer.epochs.value = 1
+    explorer.controls["k"].value = 4
+    result = explorer.train()
+    first, second = list(explorer.layer.options)[:2]
+    assert (first, second) == ("fc1 784->300", "fc2 300->100")
+    explorer.show_selection(first)  # reads the 28 x 28 image: each unit's chosen weights as that image
+    figure = explorer._selection_figure
+    images = [ax.get_images()[0] for ax in figure.axes if ax.get_images()]
+    layer = selecting_layers(result.model("best"))[first]
+    chosen = layer.values.gather(
+        0, explorer._snapshot_selections(explorer.snapshot.value)[first].long()[None]
+    )[0]
+    assert len(images) == 16 and np.allclose(images[3].get_array(), chosen[3].reshape(28, 28).numpy())
+    assert figure.axes[-1].get_ylabel() == "chosen weight"
+    explorer.show_selection(second)  # a hidden layer: the slot index per connection, one colour per slot
+    selection_ax, colorbar_ax = figure.axes[0], figure.axes[-1]
+    assert selection_ax.get_xlabel() == "input" and colorbar_ax.get_ylabel() == "slot index"
+    assert [int(t) for t in colorbar_ax.get_yticks()] == [0, 1, 2, 3]

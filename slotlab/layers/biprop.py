@@ -8,6 +8,10 @@ Same learned top-|s| mask M as Edge-Popup; the kept weights are replaced by thei
     W_eff = alpha * sign(W) * M            (values in {-alpha, 0, +alpha}: a *ternary* network)
     dL/ds = sign(s) * dL/dW_eff * W        (alpha held constant; the corrected public backward, commit ce6a364)
 
+Gain divisor (``gain_divisor``): ``kept`` divides by the number of weights the mask keeps (the paper's mean);
+``released`` divides by ``int(d * n)`` as ``GetQuantnet_binary`` does, while its mask keeps ``n - int((1 - d) n)``,
+so alpha comes out up to one weight's share larger (layer scope only: a global mask's per-layer count is not d n).
+
 sign(0) is taken as +1 (a zero weight has probability zero under every init here).
 
 MPT-1/1 (binary activations): ``slotlab.layers.activations.BinaryActivation`` = BatchNorm then sign, whose
@@ -15,7 +19,8 @@ backward is the Bi-Real quadratic-spline surrogate dsign(x)/dx ~ 2 (1 - |x|) for
 2018; released ``BiRealAct``). The BatchNorm is non-affine unless ``learned_bn`` asks for the "+BN" variant. It
 sits where the model puts its activation (conv -> BN -> sign -> max-pool); the released ``Conv*_BinAct`` models
 (chrundle/biprop ``models/frankle.py``) pool before the BN. Since sign(BN(x)) is monotone in x, max-pool commutes
-with it, and only the BatchNorm statistics differ (pre-pool instead of post-pool activations). The last layer's
+with it (for a non-affine BatchNorm, or a positive learned scale), and only the BatchNorm statistics differ
+(pre-pool instead of post-pool activations); ``benchmarks/binact_order.py`` compares the two orders. The last layer's
 output stays real-valued (the models end on a linear layer), and so does the first layer's input (the image).
 """
 
@@ -23,7 +28,10 @@ from __future__ import annotations
 
 import torch
 
-from slotlab.layers.edge_popup import MaskedLayer, _StraightThroughMask
+from slotlab.errors import SlotlabError
+from slotlab.layers.edge_popup import MaskedLayer, Selection, _kept_magnitude, _run, _StraightThroughMask
+
+GAIN_DIVISORS = ("kept", "released")
 
 
 class BipropLayer(MaskedLayer):
@@ -31,15 +39,30 @@ class BipropLayer(MaskedLayer):
 
     rule = "biprop"
 
+    def __init__(self, *args, gain_divisor: str = "kept", **kwargs) -> None:
+        if gain_divisor not in GAIN_DIVISORS:
+            raise SlotlabError(
+                f"gain divisor must be one of {', '.join(GAIN_DIVISORS)}, got {gain_divisor!r}"
+            )
+        super().__init__(*args, **kwargs)
+        self.gain_divisor = gain_divisor
+
     def alpha(self, mask: torch.Tensor | None = None) -> torch.Tensor:
         """The layer's gain for ``mask`` (default: the current mode's mask), a 0-dim tensor."""
         mask = self.mask() if mask is None else mask
-        kept = mask.sum().clamp_min(1)  # a global mask may leave a layer empty; its weight is then 0
-        return (self.weight.abs() * mask).sum() / kept
+        # one pass (compiled), the same for the forward and the export, so that both give the same alpha
+        total, count = _run(_kept_magnitude, self.weight.reshape(-1), mask.reshape(-1))
+        if self.gain_divisor == "released":  # int(d * n), whatever the mask keeps
+            return (total / max(int(self.density * mask.numel()), 1)).to(self.weight.dtype)
+        # a global mask may leave a layer empty; its weight is then 0
+        return (total / count.clamp_min(1)).to(self.weight.dtype)
 
     def effective_weight(self) -> torch.Tensor:
-        mask = self.mask()
-        return _StraightThroughMask.apply(self.scores, self.weight, mask, self.alpha(mask))
+        top_k = self.top_k()
+        mask = top_k.keep(self.scores)  # made once, for alpha and the ternary weight
+        return _StraightThroughMask.apply(
+            self.scores, self.weight, Selection(top_k.threshold, mask), self.alpha(mask)
+        )
 
     @torch.no_grad()
     def ternary(self) -> tuple[torch.Tensor, torch.Tensor]:

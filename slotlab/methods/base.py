@@ -181,7 +181,7 @@ class Method:
     # common config fields the method sets when the user leaves them out (LaPerm: Adam at lr 1e-3)
     defaults: ClassVar[Mapping[str, Any]] = {}
     # a run of this method is the starting point (finetune: "slots"); None for methods that start from seeds
-    source_method: ClassVar[str | None] = None
+    source_methods: ClassVar[tuple[str, ...]] = ()
     compact_export: ClassVar[bool] = False  # whether ``encode_layer`` stores a selection (slots, masks)
 
     def init_name(self, config: RunSpec) -> str:

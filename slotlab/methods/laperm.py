@@ -37,6 +37,7 @@ from slotlab.init import initialize
 from slotlab.laperm import (
     LaPermSync,
     agnosticize,
+    check_permutable_kinds,
     check_sync_period,
     parse_densities,
     randomly_permute_rows,
@@ -105,17 +106,21 @@ class LaPerm(Method):
         "(Adam, lr 1e-3 unless given)"
     )
     options_type = LaPermOptions
-    inits = DENSE_INITS
+    inits = LAPERM_INITS
     defaults = ADAM
 
     def layer_factory(self, config: RunSpec) -> LayerFactory:
-        return DenseFactory(self.init_name(config))
+        init = self.init_name(config)
+        return DenseFactory(DENSE_INITS[0] if init == HE_UNIFORM else init)  # He-uniform: rescaled, below
 
     def initial_network(self, config: RunSpec, shape: Shape, classes: int, source: Source = None) -> Network:
         """Dense seeded weights, then the paper's initial variants: one shared value, random zeros."""
-        o: LaPermOptions = config.options
+        o: StartOptions = config.options
         model = build_model(config.model, self.layer_factory(config), shape, classes, config.width)
+        check_permutable_kinds(model, o.permute_bias, o.permute_norm)
         initialize(model, config.weight_seed, config.score_seed)
+        if self.init_name(config) == HE_UNIFORM:
+            he_uniform_from_glorot(model)
         if o.shared_value != 0:
             agnosticize(model, o.shared_value)
         densities = parse_densities(o.init_density)

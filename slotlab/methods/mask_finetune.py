@@ -6,9 +6,9 @@
 
 The rule is ``slotlab.layers.fixed_mask`` (``FixedSubnetConv`` of the released Edge-Popup code): the source run's
 evaluation mask is copied once and never changes; the weights start as the found network's and train under it,
-pruned weights exactly 0 throughout. ``--source`` names the edge-popup run as ``finetune --source`` names a slots
-run (its folder or 12-digit hash, looked up in the same runs root), and the run keeps its starting network in its
-own ``init.pt``.
+pruned weights exactly 0 throughout. ``--mask-source`` names the edge-popup run as ``finetune --source`` names a
+slots run (its folder or 12-digit hash, looked up in the same runs root), and the run keeps its starting network
+in its own ``init.pt``. (Its own option name, so that the Explorer lists edge-popup runs for it.)
 
 BatchNorm (the options of the released Biprop code, Diffenderfer & Kailkhura 2021): ``--learned-bn`` makes it
 affine (starting at scale 1, shift 0 when the source's was not learned, so the start computes what the source
@@ -42,7 +42,7 @@ from slotlab.scales import Scale
 
 @dataclass(frozen=True)
 class MaskFinetuneOptions(Options):
-    source: str = option(
+    mask_source: str = option(
         "",
         "the edge-popup run (its folder or 12-digit hash) whose mask is frozen and whose weights are finetuned",
         control=SourceRun("edge-popup"),
@@ -62,13 +62,13 @@ class MaskFinetuneOptions(Options):
     )
 
     def __post_init__(self) -> None:
-        if self.source:  # one hash for one source, whether given as a folder or as the hash
-            object.__setattr__(self, "source", source_hash(self.source))
+        if self.mask_source:  # one hash for one source, whether given as a folder or as the hash
+            object.__setattr__(self, "mask_source", source_hash(self.mask_source))
 
     def check(self) -> None:
-        if not self.source:
+        if not self.mask_source:
             raise SlotlabError(
-                "method mask-finetune needs --source: the run folder or hash of an edge-popup run"
+                "method mask-finetune needs --mask-source: the run folder or hash of an edge-popup or biprop run"
             )
         for name in ("tune_batchnorm", "bn_bias_only"):
             if getattr(self, name) and not self.learned_bn:
@@ -77,13 +77,13 @@ class MaskFinetuneOptions(Options):
 
 class MaskFinetune(Method):
     name = "mask-finetune"
-    description = "trained weights under an edge-popup run's frozen mask (--source)"
+    description = "trained weights under an edge-popup or biprop run's frozen mask (--mask-source)"
     options_type = MaskFinetuneOptions
     inits = ("source",)  # the weights start as the source's found network
-    source_method = "edge-popup"
+    source_methods = ("edge-popup", "biprop")
 
     def source_of(self, config: RunSpec) -> str | None:
-        return config.options.source
+        return config.options.mask_source
 
     def layer_factory(self, config: RunSpec) -> LayerFactory:
         o = config.options

@@ -216,7 +216,7 @@ class Finetune(Method):
     description = "trained weights started from a slots run's found network (--source)"
     options_type = FinetuneOptions
     inits = DENSE_INITS
-    source_method = "slots"
+    source_methods = ("slots",)
 
     def source_of(self, config: RunSpec) -> str | None:
         return config.options.source
