@@ -1,21 +1,31 @@
-"""The notebooks' experiments: every config a notebook runs, at each scale, so that the notebooks stay thin.
+"""The notebooks' own runs and the display of the papers' experiments, so that the notebooks stay thin.
 
-``notebook_configs("03_edge_popup", "laptop")`` gives the nested dict of configs notebook 03 trains; ``run_all``
-trains (or reads back) all of them keeping the shape, and ``results_table`` lays their accuracies side by side.
-Each config comes from ``slotlab.config.scaled_config``: the method's recipe at the scale (``slotlab.scales``).
+A notebook section that reproduces a paper's figure or table calls the registry (``slotlab.experiments``) through
+``slotlab.reproduce.reproduce`` and shows it with ``show``: the verdicts against the published numbers, then the
+figure. What is not a paper figure (the quickstart's three networks, the recorded runs of the selection and flip
+walkthrough, the random-mask baseline, the slot-machine landscape, the all-methods comparison) is a notebook config
+here: ``notebook_configs("03_edge_popup", "laptop")`` gives the nested dict of configs notebook 03 trains;
+``run_all`` trains (or reads back) all of them keeping the shape, and ``results_table`` lays their accuracies side
+by side. Each config comes from ``slotlab.config.scaled_config``: the method's recipe at the scale
+(``slotlab.scales``).
 """
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from IPython.display import HTML, display
 
 from slotlab.config import RunConfig, scaled_config
 from slotlab.errors import SlotlabError
 from slotlab.notebook_errors import install as install_error_display
-from slotlab.runs import load_or_run
+from slotlab.plot import save_figure
+from slotlab.reproduce import Reproduction
+from slotlab.runs import RunResult, load_or_run, open_run, runs_root
 from slotlab.scales import Scale, get_scale
 
 # --- the notebooks' experiments ------------------------------------------------------------------------------
@@ -50,32 +60,8 @@ def _quickstart(p: _At) -> NotebookConfigs:
     }
 
 
-def _slot_machines_mnist(p: _At) -> NotebookConfigs:
-    source = p.config("slots", k=8)
-    return {
-        "greedy": {k: p.config("slots", k=k) if k > 1 else _random_network(p) for k in p.ks},
-        "sampled": {k: p.config("slots", k=k, selection="sampled") for k in p.ks if k > 1},
-        "dense": p.config("dense"),
-        "learned": p.config("learned", k=8),
-        "source": source,
-        "finetune": p.config("finetune", source=source.hash),
-    }
-
-
 def _selections_and_flips(p: _At) -> NotebookConfigs:
     return {"greedy": p.config("slots", k=8), "sampled": p.config("slots", k=8, selection="sampled")}
-
-
-def _cifar10_gpu(p: _At) -> NotebookConfigs:
-    """Slot Machines' CIFAR-10 models: Conv-2/4/6 (valid padding, dropout) at paper; Conv-2 on a subset else."""
-    models = ("conv2-sm", "conv4-sm", "conv6-sm") if p.is_paper else ("conv2-sm",)
-    scale = {"paper": {}, "smoke": {"train_size": 256, "val_size": 100}}.get(p.name, {"train_size": 5000})
-    # K = 2 under smoke: a K = 8 Conv-2 writes ~0.7 GB of checkpoints per run, too slow for CI
-    common = {"dataset": "cifar10", "augment": True, "k": 2 if p.name == "smoke" else 8, **scale}
-    return {
-        "slots": {m: p.config("slots", model=m, **common) for m in models},
-        "learned": {m: p.config("learned", model=m, **common) for m in models},
-    }
 
 
 def _mask_setting(p: _At) -> dict[str, Any]:
@@ -86,80 +72,16 @@ def _mask_setting(p: _At) -> dict[str, Any]:
 
 
 def _edge_popup(p: _At) -> NotebookConfigs:
+    """The plain sparse-training baseline next to Edge-Popup's density sweep: a fixed random mask, weights trained."""
     s = _mask_setting(p)
-    return {
-        "density": {d: p.config("edge-popup", density=d, **s) for d in p.densities},
-        "init": {
-            i: p.config("edge-popup", density=0.5, init=i, **s)
-            for i in ("kn", "kn-scaled", "sc", "sc-scaled")
-        },
-        "random_mask": {d: p.config("random-mask", density=d, **s) for d in p.densities},
-        "dense": p.config("dense", **s),
-    }
-
-
-def _biprop(p: _At) -> NotebookConfigs:
-    s = _mask_setting(p)
-    return {
-        "density": {d: p.config("biprop", density=d, **s) for d in p.densities},
-        "edge_popup": {d: p.config("edge-popup", density=d, **s) for d in p.densities},
-        "variants": {
-            "MPT-1/32 (binary weights)": p.config("biprop", density=0.5, **s),
-            "MPT-1/32 +BN": p.config("biprop", density=0.5, learned_bn=True, **s),
-            "MPT-1/1 (binary activations)": p.config("biprop", density=0.5, binary_activations=True, **s),
-            "MPT-1/1 +BN": p.config("biprop", density=0.5, binary_activations=True, learned_bn=True, **s),
-        },
-        "dense": p.config("dense", **s),
-    }
-
-
-def _recycling(p: _At) -> NotebookConfigs:
-    s = _mask_setting(p)
-    recycle = {"recycle_rate": 0.1, "recycle_every": 3 if p.is_paper else 1}
-    out: NotebookConfigs = {}
-    for method in ("edge-popup", "biprop"):
-        out[method] = {
-            "plain": p.config(method, density=0.5, **s),
-            "recycling": p.config(method, density=0.5, **recycle, **s),
-            "recycling, next-lowest donors": p.config(
-                method, density=0.5, recycle_donor="next-lowest", **recycle, **s
-            ),
-            "IteRand": p.config(method, density=0.5, iterand_rate=0.1, recycle_every=1, **s),
-        }
-    out["density"] = {
-        d: {
-            "plain": p.config("edge-popup", density=d, **s),
-            "recycling": p.config("edge-popup", density=d, **recycle, **s),
-        }
-        for d in p.densities
-    }
-    return out
+    densities = p.densities if p.is_paper else (0.1, 0.5)
+    return {"random_mask": {d: p.config("random-mask", density=d, **s) for d in densities}}
 
 
 def _mask_landscapes(p: _At) -> NotebookConfigs:
+    """Slot machines on the same random values from different score seeds (their landscape is not a paper figure)."""
     s = _mask_setting(p)
-    return {
-        method: {seed: p.config(method, density=0.5, score_seed=seed, **s) for seed in p.seeds}
-        for method in ("edge-popup", "biprop")
-    } | {"slots": {seed: p.config("slots", k=8, score_seed=seed, **s) for seed in p.seeds}}
-
-
-def _laperm(p: _At) -> NotebookConfigs:
-    periods = {"smoke": (1, 20), "laptop": (1, 20, 100, 1000)}.get(p.name, (1, 20, 100, 500, 1000))
-    adam = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule": "cosine", "milestones": ()}
-    return {
-        "adam": p.config("dense", **adam, **({"epochs": 45, "batch_size": 50} if p.is_paper else {})),
-        "sync_period": {k: p.config("laperm", sync_period=k) for k in periods},
-        "sparse": {d: p.config("laperm", sync_period=20, init_density=str(d)) for d in (0.5, 0.1)},
-        "weight_agnostic": p.config(
-            "laperm",
-            model="f2",
-            sync_period=250,
-            shared_value=0.03,
-            init_density="1/15,1/7,1/3",
-            weight_decay=2e-4,
-        ),
-    }
+    return {"slots": {seed: p.config("slots", k=8, score_seed=seed, **s) for seed in p.seeds[:3]}}
 
 
 def _all_methods(p: _At) -> NotebookConfigs:
@@ -180,15 +102,10 @@ def _all_methods(p: _At) -> NotebookConfigs:
 
 NOTEBOOKS: dict[str, Callable[[_At], NotebookConfigs]] = {
     "00_quickstart": _quickstart,
-    "01_slot_machines_mnist": _slot_machines_mnist,
     "02_selections_and_flips": _selections_and_flips,
     "03_edge_popup": _edge_popup,
-    "04_biprop": _biprop,
-    "05_weight_recycling": _recycling,
     "06_mask_landscapes": _mask_landscapes,
-    "07_laperm": _laperm,
     "08_all_methods": _all_methods,
-    "09_cifar10_gpu": _cifar10_gpu,
 }
 
 
@@ -227,3 +144,52 @@ def results_table(runs: Mapping[Any, Any], label: str = "run") -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+# --- the papers' experiments in a notebook -------------------------------------------------------------------
+
+
+def show(reproduction: Reproduction, save: str | Path | None = None) -> None:
+    """Display a reproduction: which figure of which paper, our mean against each published number (in percent),
+    the experiment's note (what the scale or our setting changes), the figure; ``save`` (a path stem) also writes
+    the figure as PDF, SVG and PNG."""
+    e = reproduction.experiment
+    seeds = len(reproduction.seeds)
+    head = (
+        f"<p><b>{html.escape(e.paper)}</b>, {html.escape(e.in_paper)}<br>{html.escape(e.question)}<br>"
+        f"<code>{e.name}</code> at scale <code>{reproduction.scale.name}</code>, "
+        f"{seeds} seed{'s' if seeds > 1 else ''} per point</p>"
+    )
+    if reproduction.failed:
+        head += "<p>not finished: " + "; ".join(reproduction.failed) + "</p>"
+    display(HTML(head))
+    if len(reproduction.verdicts):
+        shown = reproduction.verdicts.drop(columns=["tolerance"]).rename(
+            columns={"ours": "ours %", "published": "published %", "difference": "difference (points)"}
+        )
+        display(shown.round(2))
+    else:
+        display(HTML("<p>no published number to compare with</p>"))
+    if e.note:
+        display(HTML(f"<p><i>{html.escape(e.note)}</i></p>"))
+    if save is not None:
+        save_figure(reproduction.figure, save)
+    display(reproduction.figure)
+
+
+def reproduction_runs(reproduction: Reproduction, root: str | Path | None = None) -> pd.DataFrame:
+    """The finished runs of a reproduction, one row each: series, x, seed and the ``RunResult`` (column ``run``),
+    for the analyses that need the networks themselves (similarity, value histograms, weight profiles)."""
+    table = reproduction.table[["series", "x", "seed"]].copy()
+    table["run"] = [open_run(runs_root(root) / name) for name in reproduction.table["run"]]
+    return table
+
+
+def runs_of(reproduction: Reproduction, series: str, root: str | Path | None = None) -> dict[Any, RunResult]:
+    """``{(x, seed): RunResult}`` of one series of a reproduction."""
+    rows = reproduction_runs(reproduction, root)
+    rows = rows[rows["series"] == series]
+    if rows.empty:
+        known = ", ".join(dict.fromkeys(reproduction.table["series"]))
+        raise SlotlabError(f"no series {series!r} in {reproduction.experiment.name}; its series: {known}")
+    return {(r.x, r.seed): r.run for r in rows.itertuples()}

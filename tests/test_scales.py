@@ -4,6 +4,7 @@ import pytest
 
 from slotlab.config import RunConfig, scaled_config
 from slotlab.errors import SlotlabError
+from slotlab.experiments import get_experiment
 from slotlab.notebooks import NOTEBOOKS, notebook_configs
 from slotlab.scales import SCALES, get_scale
 
@@ -36,7 +37,7 @@ def test_smoke_configs_of_every_notebook_are_tiny_and_synthetic() -> None:
 
 def test_laptop_and_paper_use_the_real_data() -> None:
     for name in ("laptop", "paper"):
-        for config in all_configs(notebook_configs("01_slot_machines_mnist", name)):
+        for config in all_configs(notebook_configs("00_quickstart", name)):
             assert config.dataset == "mnist"
 
 
@@ -61,16 +62,20 @@ def test_the_callers_fields_win_over_the_recipe() -> None:
 
 
 def test_finetune_config_names_its_source_by_hash() -> None:
-    configs = notebook_configs("01_slot_machines_mnist", "smoke")
-    assert configs["finetune"].options.source == configs["source"].hash
+    runs = get_experiment("slot-machines/finetune-budget").configs(SCALES["smoke"], [0, 1])
+    slots = {(p.x, seed): c for p, seed, c in runs if c.method == "slots"}
+    finetunes = [(p, seed, c) for p, seed, c in runs if c.method == "finetune"]
+    assert finetunes
+    for point, seed, config in finetunes:
+        assert config.options.source == slots[(point.x, seed)].hash
     with pytest.raises(SlotlabError, match="known notebooks"):
         notebook_configs("99_nothing", "smoke")
 
 
 def test_k1_is_trained_one_epoch_since_it_cannot_learn() -> None:
-    configs = notebook_configs("01_slot_machines_mnist", "laptop")
-    assert configs["greedy"][1].epochs == 1 and configs["greedy"][8].epochs == SCALES["laptop"].epochs
-    assert notebook_configs("00_quickstart", "laptop")["random"].epochs == 1
+    configs = notebook_configs("00_quickstart", "laptop")
+    assert configs["random"].epochs == 1 and configs["random"].options.k == 1
+    assert configs["slots"].epochs == SCALES["laptop"].epochs
 
 
 def test_run_all_keeps_the_shape_and_the_table_has_a_row_per_run() -> None:
@@ -94,7 +99,7 @@ def test_laperm_trains_with_adam_inside_as_in_its_paper() -> None:
     for name in ("laptop", "paper"):
         config = scaled_config(name, "laperm", sync_period=20)
         assert (config.optimizer, config.lr, config.options.sync_period) == ("adam", 1e-3, 20)
-    weight_agnostic = notebook_configs("07_laperm", "paper")["weight_agnostic"]
+    [(_, _, weight_agnostic)] = get_experiment("laperm/weight-agnostic-f2").configs(SCALES["paper"], [0])
     assert (weight_agnostic.model, weight_agnostic.epochs, weight_agnostic.batch_size) == ("f2", 25, 128)
     assert (
         weight_agnostic.options.shared_value == 0.03
@@ -116,7 +121,7 @@ def test_mask_recipes_follow_the_papers() -> None:
     )  # Iterative Weight Recycling trains 250
     binary = scaled_config(paper, "biprop", binary_activations=True)
     assert (binary.optimizer, binary.lr, binary.weight_decay) == ("adam", 0.1, 0.0)
-    landscape = notebook_configs("06_mask_landscapes", "laptop")["edge-popup"]
+    landscape = notebook_configs("06_mask_landscapes", "laptop")["slots"]
     assert (
         len({c.weight_seed for c in landscape.values()}) == 1
         and len({c.score_seed for c in landscape.values()}) > 1
