@@ -9,12 +9,19 @@ one on a probe, ``checked_compile`` returns None and the caller keeps its eager 
 ``per_device`` makes that decision once per device type (``"cpu"``, ``"cuda"``), with the probe inputs created
 on that device, so that a kernel that compiles on the CPU but not on the GPU (or the reverse) is used only where
 it was checked.
+
+Compiled kernels are cached across processes: unless ``TORCHINDUCTOR_CACHE_DIR`` is set, inductor's caches (the
+FX graph and AOTAutograd caches, the built C++ libraries) go to ``$SLOTLAB_CACHE/inductor``, by default
+``~/.cache/slotlab/inductor`` (``$XDG_CACHE_HOME/slotlab/inductor`` where that is set), instead of a folder under
+``/tmp``. A process then re-traces each kernel (dynamo, fractions of a second) but compiles no C++: the first
+call's cost drops from seconds per kernel to well under one (``benchmarks/compile_time.py``).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 import warnings
 from collections.abc import Callable
 
@@ -32,9 +39,32 @@ def _drop_no_cuda_runtime_notice(record: logging.LogRecord) -> bool:
 logging.getLogger("torch.utils.cpp_extension").addFilter(_drop_no_cuda_runtime_notice)
 
 
+def cache_folder() -> str:
+    """Where inductor keeps its caches for slotlab: ``$TORCHINDUCTOR_CACHE_DIR`` if the user set one, else
+    ``$SLOTLAB_CACHE/inductor``, else ``$XDG_CACHE_HOME/slotlab/inductor``, else ``~/.cache/slotlab/inductor``."""
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        return os.environ["TORCHINDUCTOR_CACHE_DIR"]
+    root = os.environ.get("SLOTLAB_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "slotlab"
+    )
+    return os.path.join(root, "inductor")
+
+
+# read by inductor at its first compile, which comes after this import (every kernel compiles through here)
+os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_folder()
+
+
+def _agree(expected: torch.Tensor, got: torch.Tensor) -> bool:
+    """Float results to float32 rounding; bool and integer results (masks, counts) exactly."""
+    if expected.is_floating_point():
+        return torch.allclose(expected, got, rtol=1e-6, atol=1e-7)
+    return torch.equal(expected, got)
+
+
 def checked_compile(fn: Callable, *probe: torch.Tensor | float) -> Callable | None:
-    """``torch.compile(fn, dynamic=True)`` if it runs on ``probe`` and matches ``fn`` there (outputs and in-place
-    edits of the tensor arguments, to float32 rounding); None otherwise.
+    """``torch.compile(fn, dynamic=True)`` if it runs on ``probe`` and matches ``fn`` there (its output or tuple
+    of outputs and in-place edits of the tensor arguments: floats to float32 rounding, bools and integers
+    exactly); None otherwise.
 
     Not ``fullgraph``: past dynamo's recompile limit (e.g. more distinct K in one process than it keeps) the
     kernel runs eagerly instead of failing.
@@ -57,9 +87,18 @@ def checked_compile(fn: Callable, *probe: torch.Tensor | float) -> Callable | No
             error,
         )
         return None
-    pairs = [(expected, got)] if isinstance(expected, torch.Tensor) else []
+    expected_outputs = tuple(expected) if isinstance(expected, (tuple, list)) else (expected,)
+    got_outputs = tuple(got) if isinstance(got, (tuple, list)) else (got,)
+    if len(expected_outputs) != len(got_outputs):
+        log.warning(
+            "slotlab: a compiled kernel returns other outputs than its eager form; using eager kernels"
+        )
+        return None
+    pairs = [
+        (a, b) for a, b in zip(expected_outputs, got_outputs, strict=True) if isinstance(a, torch.Tensor)
+    ]
     pairs += [(a, b) for a, b in zip(eager_args, compiled_args, strict=True) if isinstance(a, torch.Tensor)]
-    if not all(torch.allclose(a, b, rtol=1e-6, atol=1e-7) for a, b in pairs):
+    if not all(a.shape == b.shape and a.dtype == b.dtype and _agree(a, b) for a, b in pairs):
         log.warning(
             "slotlab: a compiled kernel disagrees with its eager form on %s; using eager kernels", where
         )

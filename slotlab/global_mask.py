@@ -3,7 +3,9 @@
 Layer scope keeps the top d fraction of every layer; global scope keeps the top d fraction of all masked weights
 together (``GlobalSubnetConv`` in the released Biprop code, chrundle/biprop ``utils/conv_type.py``), so layers
 end with different densities. Exactly floor(d * N + 1/2) weights are kept in all; ties at the threshold go to the
-earlier layer (module order), then to the lower flat index, as in ``top_mask``.
+earlier layer (module order), then to the lower flat index, as in ``top_mask`` of the concatenated |scores|. The
+threshold is found by a ``TopKSelector`` warm-started from the previous step's (counting passes per layer; no
+concatenation unless the scores jumped or entries tie).
 
 Annealing (released biprop ``main.py``): for a target density d <= 1/2, the training density of epoch e (from 0)
 falls from 1/2 to d over the first E epochs on a cubic,
@@ -18,11 +20,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import nn
 
 from slotlab.callback import Callback
-from slotlab.layers.edge_popup import MaskedLayer, kept_count, top_mask
+from slotlab.layers.edge_popup import MaskedLayer, Selection, TopKSelector, kept_count
 
 
 def annealed_density(target: float, epoch: int, anneal_epochs: int) -> float:
@@ -33,7 +34,7 @@ def annealed_density(target: float, epoch: int, anneal_epochs: int) -> float:
 
 
 class GlobalScope:
-    """Computes the masks of a set of layers with one threshold; layers ask it through ``mask_of``.
+    """Computes the top-k of a set of layers with one threshold; layers ask it through ``selection_of``.
 
     Within one forward pass of the model the masks are computed once (by the first masked layer) and shared: hooks
     on the model open and close that window. Outside it (a layer called on its own, ``selection()`` after an
@@ -46,21 +47,18 @@ class GlobalScope:
         self.density = density  # the target, used in evaluation
         self.train_density = density  # set by DensityAnnealing
         self.total = sum(layer.scores.numel() for layer in self.layers)
+        self.selector = TopKSelector()
         self._in_forward = False
-        self._cached: tuple[bool, list[torch.Tensor]] | None = None
+        self._cached: tuple[bool, list[Selection]] | None = None
 
     def kept(self, training: bool) -> int:
         return kept_count(self.train_density if training else self.density, self.total)
 
-    @torch.no_grad()
-    def compute(self, training: bool) -> list[torch.Tensor]:
-        """Fresh masks of all layers (bool, each weight-shaped), one threshold over all their |scores|."""
-        magnitude = torch.cat([layer.scores.detach().abs().reshape(-1) for layer in self.layers])
-        flat = top_mask(magnitude, self.kept(training))
-        sizes = [layer.scores.numel() for layer in self.layers]
-        return [m.view(layer.weight_shape) for m, layer in zip(flat.split(sizes), self.layers, strict=True)]
+    def compute(self, training: bool) -> list[Selection]:
+        """Fresh selections of all layers, one threshold over all their |scores|."""
+        return self.selector.select([layer.scores for layer in self.layers], self.kept(training))
 
-    def mask_of(self, layer: MaskedLayer) -> torch.Tensor:
+    def selection_of(self, layer: MaskedLayer) -> Selection:
         index = next(i for i, other in enumerate(self.layers) if other is layer)
         if not self._in_forward:
             return self.compute(layer.training)[index]

@@ -6,6 +6,10 @@ their eager rule, with the same results. The CUDA copies compare the compiled CU
 with the CPU; they skip on a machine without a GPU.
 """
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -301,3 +305,52 @@ def test_cuda_bf16_runs_train(method: dict, tmp_path) -> None:
     )
     run = load_or_run(config, root=tmp_path, device="cuda", progress=False)
     assert run.metrics["test_accuracy"] > 0.3
+
+
+# --- checked_compile on tuple and exact (bool, integer) outputs; the cache folder -------------------------------
+def _count_and_mask(x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return (x >= t).sum(), x >= t
+
+
+def test_checked_compile_checks_every_output_of_a_tuple(monkeypatch) -> None:
+    probe = (torch.randn(100, generator=torch.Generator().manual_seed(0)), torch.tensor(0.1))
+    kernel = compiled.checked_compile(_count_and_mask, *probe)
+    if kernel is not None:  # a C++ compiler here: the compiled kernel gives both outputs exactly
+        count, mask = kernel(*probe)
+        assert int(count) == int((probe[0] >= 0.1).sum()) and torch.equal(mask, probe[0] >= 0.1)
+
+    def wrong(x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (x >= t).sum(), x > t + 1  # the second output of a "compiled" kernel disagrees
+
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: wrong)
+    assert compiled.checked_compile(_count_and_mask, *probe) is None
+    monkeypatch.setattr(
+        torch, "compile", lambda fn, **kwargs: lambda x, t: (x >= t).sum()
+    )  # one output short
+    assert compiled.checked_compile(_count_and_mask, *probe) is None
+
+
+def test_cache_folder_prefers_the_users_setting(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    assert compiled.cache_folder() == str(tmp_path / "mine")
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
+    monkeypatch.setenv("SLOTLAB_CACHE", str(tmp_path / "slotlab"))
+    assert compiled.cache_folder() == str(tmp_path / "slotlab" / "inductor")
+    monkeypatch.delenv("SLOTLAB_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert compiled.cache_folder() == str(tmp_path / "xdg" / "slotlab" / "inductor")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert compiled.cache_folder() == str(tmp_path / "home" / ".cache" / "slotlab" / "inductor")
+
+
+def test_a_fresh_process_compiles_into_the_slotlab_cache_folder(tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("TORCHINDUCTOR_CACHE_DIR", "SLOTLAB_CACHE")}
+    env.update(XDG_CACHE_HOME=str(tmp_path))
+    code = (
+        "import slotlab.compiled\n"
+        "from torch._inductor.runtime.cache_dir_utils import cache_dir\n"
+        "print(cache_dir())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == str(tmp_path / "slotlab" / "inductor")
