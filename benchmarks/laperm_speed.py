@@ -7,7 +7,7 @@ time per step over the blocks and their ratio, plus the time of one sync on its 
 row, one scatter). Times are the process's CPU time (``time.process_time``) with one thread, so that other jobs
 on a shared machine, which stretch wall-clock times several-fold, do not enter the ratio.
 
-    python benchmarks/laperm_speed.py --batch 50 --blocks 7
+    python benchmarks/laperm_speed.py --batch 128 --k 1 --models lenet300 --threads 1
 """
 
 from __future__ import annotations
@@ -78,7 +78,9 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=7)
     parser.add_argument("--k", type=int, nargs="+", default=[1, 20, 100, 1000])
     parser.add_argument("--models", nargs="+", default=["lenet300", "f2"])
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: as the CPU time is read)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     print(
         f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
         f"median of {args.blocks} alternating blocks\n"

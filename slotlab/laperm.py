@@ -43,10 +43,12 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
 from slotlab.callback import Callback
+from slotlab.checkpoint import safe_load
 from slotlab.errors import SlotlabError
 from slotlab.init import random_weight_layers, stream_seed
 
@@ -72,18 +74,26 @@ def stable_order(rows: torch.Tensor) -> torch.Tensor:
     On the CPU, float32 rows take a faster path with the same result: each value's bits become an order-preserving
     integer, the column index goes in the low 32 bits, and numpy sorts these int64 keys by value (no indirect
     comparisons; about 10x faster than torch's CPU argsort). -0.0 is made +0.0 and every NaN the same positive
-    NaN first, so that they tie, and rank, as in ``torch.sort``.
+    NaN first, so that they tie, and rank, as in ``torch.sort``. Every key is distinct (it holds its column), so
+    the unstable quicksort gives the stable order; the keys are edited in place to save passes.
+
+    (Sorting from the previous sync's order, nearly sorted, with numpy's run-detecting stable sort was measured
+    and is slower after one Adam step: every weight moves by a few neighbours' spacings, so the runs are short.)
     """
     if rows.device.type != "cpu" or rows.dtype != torch.float32 or rows.shape[1] >= 2**31:
         return torch.sort(rows, dim=1, stable=True).indices
-    values = rows.detach().numpy()
-    values = np.where(np.isnan(values), np.float32(np.nan), values + np.float32(0))
+    values = rows.detach().numpy() + np.float32(0)  # -0.0 -> +0.0, in a copy we may edit
+    nan = np.isnan(values)
+    if nan.any():
+        values[nan] = np.float32(np.nan)
     bits = values.view(np.int32)
-    ordered = bits ^ ((bits >> 31) & np.int32(0x7FFFFFFF))  # negatives: flip the magnitude bits
-    keys = ordered.astype(np.int64) << 32
+    bits ^= (bits >> 31) & np.int32(0x7FFFFFFF)  # negatives: flip the magnitude bits
+    keys = bits.astype(np.int64)
+    keys <<= 32
     keys |= np.arange(rows.shape[1], dtype=np.int64)
     keys.sort(axis=1)
-    return torch.from_numpy(keys & 0xFFFFFFFF)
+    keys &= 0xFFFFFFFF
+    return torch.from_numpy(keys)
 
 
 def permute_rows(current: torch.Tensor, sorted_initial: torch.Tensor) -> torch.Tensor:
@@ -132,6 +142,7 @@ def optimized_permutable(
         raise SlotlabError(
             "LaPerm: the optimizer holds none of the model's parameters; build it from this model's parameters"
         )
+    check_permutable_kinds(model, permute_bias, permute_norm)
     wanted = {"weight"} | ({"bias"} if permute_bias else set()) | ({"norm"} if permute_norm else set())
     chosen = [(_plain_name(n), p) for n, p, kind in kinds if kind in wanted and id(p) in held]
     if not chosen:
@@ -140,6 +151,21 @@ def optimized_permutable(
             "pass an optimizer over the weights (or permute_bias/permute_norm for 1-D parameters)"
         )
     return chosen
+
+
+def check_permutable_kinds(model: nn.Module, permute_bias: bool, permute_norm: bool) -> None:
+    """Refuse an option that would change nothing: permute_bias on a model without biases, permute_norm on one
+    without normalisation parameters."""
+    kinds = {kind for _, _, kind in parameter_kinds(model)}
+    if permute_bias and "bias" not in kinds:
+        raise SlotlabError(
+            f"permute_bias: this {type(model).__name__} has no biases, so it would change nothing; leave it out"
+        )
+    if permute_norm and "norm" not in kinds:
+        raise SlotlabError(
+            f"permute_norm: this {type(model).__name__} has no normalisation scales or shifts (no affine "
+            "BatchNorm/GroupNorm/LayerNorm), so it would change nothing; leave it out"
+        )
 
 
 def check_sync_period(sync_period: int) -> int:
@@ -155,25 +181,55 @@ class _Tracked:
     param: nn.Parameter
     shape: torch.Size
     sorted_initial: torch.Tensor  # (rows, row length), ascending
+    # (rows, row length) int64: the column order of the last sync (the reference of the moved count); None:
+    # unknown (after a load)
+    order: torch.Tensor | None = None
 
 
 class InitialRows:
     """The sorted initial rows of a set of parameters, and the sync that writes permutations of them back."""
 
     def __init__(self, named: Sequence[tuple[str, nn.Parameter]]) -> None:
-        self.tracked = [_Tracked(name, p, p.shape, sorted_rows(p)) for name, p in named]
+        self.tracked = []
+        for name, p in named:
+            rows = as_rows(p).detach()
+            order = stable_order(rows)
+            # the initial rows in that order: sorted ascending (the same values as ``sorted_rows``)
+            self.tracked.append(_Tracked(name, p, p.shape, torch.gather(rows, 1, order).contiguous(), order))
 
     @torch.no_grad()
-    def sync(self) -> None:
-        """Overwrite every tracked parameter with its initial rows in the rank order of its current rows."""
+    def sync(self, count_moved: bool = False) -> dict[str, int] | None:
+        """Overwrite every tracked parameter with its initial rows in the rank order of its current rows.
+
+        ``count_moved``: also return, per parameter, how many entries now hold a different value than after the
+        previous sync (connections that moved; an exchange of equal values is no move); entries of a parameter
+        whose previous sync is unknown (after ``load_state_dict``) are not counted.
+        """
+        moved: dict[str, int] = {}
         for t in self.tracked:
             if t.param.shape != t.shape:
                 raise SlotlabError(
                     f"LaPerm: parameter {t.name} has shape {tuple(t.param.shape)} but its initial rows were "
                     f"recorded with shape {tuple(t.shape)}; create LaPerm again after changing the model"
                 )
-            permuted = permute_rows(as_rows(t.param), t.sorted_initial)
-            t.param.copy_(permuted.view(t.shape))
+            rows = as_rows(t.param)
+            order = stable_order(rows)  # order[i, r] = column of rank r
+            if count_moved and t.order is not None:
+                before = torch.empty_like(t.sorted_initial).scatter_(1, t.order, t.sorted_initial)
+            if t.param.is_contiguous():  # rows is a view: write the permutation straight into the weights
+                rows.scatter_(1, order, t.sorted_initial)
+            else:
+                t.param.copy_(
+                    torch.empty_like(t.sorted_initial).scatter_(1, order, t.sorted_initial).view(t.shape)
+                )
+            if count_moved and t.order is not None:
+                moved[t.name] = int(torch.ne(as_rows(t.param), before).sum())
+            t.order = order
+        return moved if count_moved else None
+
+    def sizes(self) -> dict[str, int]:
+        """Entries per tracked parameter."""
+        return {t.name: t.param.numel() for t in self.tracked}
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -196,6 +252,13 @@ class InitialRows:
                     f"load the state of the same model"
                 )
             t.sorted_initial = rows.to(device=t.param.device, dtype=t.param.dtype).contiguous()
+            t.order = None
+
+    def assume_synced(self) -> None:
+        """Take the parameters as they are for the last sync (a run resumed right after a sync): the reference of
+        the next moved count."""
+        for t in self.tracked:
+            t.order = stable_order(as_rows(t.param).detach())
 
 
 # --- the optimizer wrapper ----------------------------------------------------------------------------------
@@ -277,6 +340,9 @@ class LaPerm(torch.optim.Optimizer):
 
 
 # --- the trainer callback -----------------------------------------------------------------------------------
+MOVED_COLUMNS = ["step", "epoch", "layer", "moved", "size", "fraction"]
+
+
 class LaPermSync(Callback):
     """Syncs the trainer's model every ``sync_period`` optimiser steps, and before every evaluation.
 
@@ -284,6 +350,10 @@ class LaPermSync(Callback):
     the sorted initial rows are recorded at the start of a fresh run and kept in the callback state, so a resumed
     run syncs against the same values. Syncing before evaluation means an epoch end is always a sync point:
     with a period longer than an epoch, or one that does not divide it, the network is also synced there.
+
+    Every sync records, per permuted tensor, how many of its connections moved (hold another value than after
+    the previous sync): the trajectory of the run, kept in the callback state (``moved_history``, and
+    ``moved_records(run)`` for a finished run).
     """
 
     def __init__(self, sync_period: int, permute_bias: bool = False, permute_norm: bool = False) -> None:
@@ -292,6 +362,8 @@ class LaPermSync(Callback):
         self.rows: InitialRows | None = None
         self._loaded: dict[str, Any] | None = None
         self.synced_at = 0
+        # per sync: step, epoch (1-based, the one the sync belongs to) and moved count per tensor (model order)
+        self.moved: dict[str, list] = {"step": [], "epoch": [], "counts": []}
 
     def on_train_start(self, trainer) -> None:
         self.rows = InitialRows(
@@ -299,6 +371,8 @@ class LaPermSync(Callback):
         )
         if self._loaded is not None:
             self.rows.load_state_dict(self._loaded)
+            self.rows.assume_synced()  # a run resumes right after a pre-evaluation sync
+            self.moved = {key: list(value) for key, value in self._loaded.get("moved", self.moved).items()}
         elif trainer.step > 0:
             raise SlotlabError(
                 f"LaPerm: resuming at step {trainer.step} without the initial rows in the checkpoint; "
@@ -317,16 +391,70 @@ class LaPermSync(Callback):
         if self.rows is None:
             raise SlotlabError("LaPerm: sync before on_train_start; let the Trainer call its callbacks")
         if self.synced_at != trainer.step:
-            self.rows.sync()
+            counts = self.rows.sync(count_moved=True) or {}
             self.synced_at = trainer.step
+            self.moved["step"].append(int(trainer.step))
+            self.moved["epoch"].append(int(trainer.epoch) + 1)
+            self.moved["counts"].append([counts.get(t.name, -1) for t in self.rows.tracked])
+
+    @property
+    def moved_history(self) -> pd.DataFrame:
+        """One row per sync and permuted tensor: step, epoch, layer, moved (count), size, fraction moved."""
+        if self.rows is None:
+            return pd.DataFrame(columns=MOVED_COLUMNS)
+        return moved_frame(self.state_dict())
 
     def state_dict(self) -> dict[str, Any]:
         if self.rows is None:
             return dict(self._loaded or {})
-        return self.rows.state_dict()
+        return {**self.rows.state_dict(), "sizes": list(self.rows.sizes().values()), "moved": self.moved}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._loaded = dict(state) if state else None
+
+
+def moved_frame(state: dict[str, Any]) -> pd.DataFrame:
+    """The moved-connections trajectory of a ``LaPermSync`` state: one row per sync and permuted tensor."""
+    moved = state.get("moved", {"step": [], "epoch": [], "counts": []})
+    rows = [
+        {"step": step, "epoch": epoch, "layer": name, "moved": count, "size": size, "fraction": count / size}
+        for step, epoch, counts in zip(moved["step"], moved["epoch"], moved["counts"], strict=True)
+        for name, size, count in zip(state["names"], state["sizes"], counts, strict=True)
+        if count >= 0  # -1: the previous sync was unknown (a resumed run of an older checkpoint)
+    ]
+    return pd.DataFrame(rows, columns=MOVED_COLUMNS)
+
+
+def moved_records(run) -> pd.DataFrame:
+    """The moved-connections trajectory of a finished LaPerm run (a ``RunResult``): one row per sync and permuted
+    tensor; empty for a run of another method."""
+    saved = safe_load(run.path / "last.pt").get("callbacks", {})
+    state = saved.get("LaPermSync")
+    return moved_frame(state) if state else pd.DataFrame(columns=MOVED_COLUMNS)
+
+
+# --- baselines: a random permutation of each row (no learning) -----------------------------------------------
+def permutable_parameters(
+    model: nn.Module, permute_bias: bool = False, permute_norm: bool = False
+) -> list[tuple[str, nn.Parameter]]:
+    """The parameters LaPerm would permute in ``model`` (weights; biases, norms when asked), in model order."""
+    wanted = {"weight"} | ({"bias"} if permute_bias else set()) | ({"norm"} if permute_norm else set())
+    return [(_plain_name(n), p) for n, p, kind in parameter_kinds(model) if kind in wanted]
+
+
+@torch.no_grad()
+def randomly_permute_rows(
+    model: nn.Module, seed: int, permute_bias: bool = False, permute_norm: bool = False
+) -> nn.Module:
+    """Every row of every permutable tensor of ``model`` replaced, in place, by a uniformly random permutation of
+    itself (Qiu & Suda 2020: what a permutation without learning gives). Seeded on its own stream; returns
+    ``model``."""
+    generator = torch.Generator().manual_seed(stream_seed("laperm-random-permutation", seed))
+    for _, param in permutable_parameters(model, permute_bias, permute_norm):
+        rows = as_rows(param)
+        order = torch.rand(rows.shape, generator=generator).argsort(dim=1).to(param.device)
+        param.copy_(torch.gather(rows, 1, order).view(param.shape))
+    return model
 
 
 # --- initial variants (Qiu & Suda 2020, §5.4-5.5) -----------------------------------------------------------

@@ -1,3 +1,4 @@
+import math
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,18 @@ from slotlab.cli import main
 from slotlab.config import RunConfig
 from slotlab.data import make_splits
 from slotlab.errors import SlotlabError
-from slotlab.laperm import LaPerm, LaPermSync, as_rows, permute_rows, stable_order
+from slotlab.init import initialize
+from slotlab.laperm import (
+    InitialRows,
+    LaPerm,
+    LaPermSync,
+    as_rows,
+    moved_records,
+    parameter_kinds,
+    permute_rows,
+    randomly_permute_rows,
+    stable_order,
+)
 from slotlab.layers import DenseFactory
 from slotlab.models import MODELS, build_model
 from slotlab.runs import initial_network, load_or_run, make_trainer
@@ -217,7 +229,8 @@ def test_every_dense_factory_model_syncs_to_permutations(name: str, device: torc
     # PyTorch's initial values: quicker than slotlab's
     model = build_model(name, DenseFactory(), shape, 10).to(device)
     init = {n: p.detach().clone() for n, p in model.named_parameters()}
-    opt = LaPerm(model, torch.optim.Adam(model.parameters(), lr=0.01), sync_period=2, permute_norm=True)
+    has_norm = any(kind == "norm" for _, _, kind in parameter_kinds(model))  # else permute_norm is refused
+    opt = LaPerm(model, torch.optim.Adam(model.parameters(), lr=0.01), sync_period=2, permute_norm=has_norm)
     x, y = torch.randn(2, *shape).to(device), torch.tensor([0, 1], device=device)
     F.cross_entropy(model(x), y).backward()  # the model runs
     opt.step()
@@ -253,7 +266,7 @@ def test_bad_input_is_one_line() -> None:
 
 
 def test_method_defaults_to_adam_and_keeps_explicit_choices() -> None:
-    assert RunConfig().hash == "44136fa355b3"  # the new fields leave existing hashes alone
+    assert RunConfig(init="paper").hash == "44136fa355b3"  # the new fields leave existing hashes alone
     config = RunConfig(method="laperm")
     assert (config.optimizer, config.lr) == ("adam", 1e-3)
     assert RunConfig(method="laperm", optimizer="sgd", lr=0.1).optimizer == "sgd"
@@ -382,3 +395,79 @@ def test_a_ddp_wrapped_model_syncs_and_its_state_moves_to_the_plain_model(
     assert not torch.equal(ddp_model[0].weight, init[0].weight)
     plain_opt.load_state_dict(ddp_opt.state_dict())
     assert plain_opt.steps == 7
+
+
+def test_repeated_syncs_equal_the_reference_and_count_moved_connections_explicitly() -> None:
+    g = torch.Generator().manual_seed(5)
+    weight = torch.nn.Parameter(torch.randint(-3, 4, (6, 10), generator=g).float())  # ties among the values
+    initial = weight.detach().clone()
+    rows = InitialRows([("w", weight)])
+    previous = initial.clone()
+    for _ in range(6):
+        with torch.no_grad():
+            weight.add_(torch.randn(weight.shape, generator=g))
+        inner = weight.detach().clone()
+        moved = rows.sync(count_moved=True)
+        expected = reference_permutation(inner, initial)
+        assert torch.equal(weight.detach(), expected)
+        count = sum(int(expected[i, j] != previous[i, j]) for i in range(6) for j in range(10))
+        assert moved == {"w": count}
+        previous = expected
+
+
+def test_randomly_permuted_rows_keep_each_rows_multiset_and_differ_across_seeds() -> None:
+    def permuted(seed: int) -> torch.nn.Module:
+        model = initialize(build_model("f2", DenseFactory(), (1, 28, 28), 10), 0, 0)
+        return randomly_permute_rows(model, seed)
+
+    start = initialize(build_model("f2", DenseFactory(), (1, 28, 28), 10), 0, 0)
+    a, b, again = permuted(1), permuted(2), permuted(1)
+    for (name, p0), pa, pb, pc in zip(
+        start.named_parameters(), a.parameters(), b.parameters(), again.parameters(), strict=True
+    ):
+        for i in range(p0.shape[0]):  # each row: the same values, as a sorted list, in another order
+            assert sorted(p0[i].tolist()) == sorted(pa[i].tolist()), name
+        assert not torch.equal(pa, p0) and not torch.equal(pa, pb), name
+        assert torch.equal(pa, pc), name
+
+
+def test_random_permutation_baseline_trains_nothing_and_is_one_epoch(tmp_path: Path) -> None:
+    config = RunConfig(method="random-permutation", dataset="synthetic", val_size=300, epochs=1)
+    start = RunConfig(**{**QUICK, "epochs": 1})
+    net = initial_network(config, (1, 28, 28), 10)
+    seeded = initial_network(start, (1, 28, 28), 10)
+    assert not any(p.requires_grad for p in net.parameters())
+    for p, q in zip(net.parameters(), seeded.parameters(), strict=True):
+        assert torch.equal(p.sort(dim=1).values, q.sort(dim=1).values) and not torch.equal(p, q)
+    with pytest.raises(SlotlabError, match="sync_period is not an option of method random-permutation"):
+        RunConfig(method="random-permutation", sync_period=5)
+
+
+def test_he_uniform_is_the_papers_bound() -> None:
+    config = RunConfig(**{**QUICK, "init": "he-uniform"})
+    glorot = initial_network(RunConfig(**QUICK), (1, 28, 28), 10)
+    net = initial_network(config, (1, 28, 28), 10)
+    for p, q in zip(net.parameters(), glorot.parameters(), strict=True):
+        bound = math.sqrt(6.0 / p.shape[1])  # U(-sqrt(6 / fan_in), sqrt(6 / fan_in))
+        assert float(p.abs().max()) <= bound and float(p.abs().max()) > 0.99 * bound
+        torch.testing.assert_close(p, q * math.sqrt((p.shape[1] + p.shape[0]) / p.shape[1]))
+
+
+def test_options_that_would_change_nothing_are_refused_in_one_line() -> None:
+    for option, what in (("permute_bias", "no biases"), ("permute_norm", "no normalisation")):
+        config = RunConfig(**{**QUICK, option: True})
+        with pytest.raises(SlotlabError, match=f"{option}: .* has {what}") as error:
+            initial_network(config, (1, 28, 28), 10)
+        assert "\n" not in str(error.value)
+
+
+def test_the_run_records_the_moved_fraction_of_every_sync() -> None:
+    config = RunConfig(**{**QUICK, "sync_period": 3, "epochs": 2, "train_size": 600})
+    run = load_or_run(config, progress=False)
+    moved = moved_records(run)
+    steps_per_epoch = int(moved["step"].max()) // 2  # the last sync is the second epoch's end
+    syncs = sorted(set(range(3, 2 * steps_per_epoch + 1, 3)) | {steps_per_epoch, 2 * steps_per_epoch})
+    assert sorted(set(moved["step"])) == syncs
+    assert set(moved["layer"]) == {n for n, _, kind in parameter_kinds(run.model()) if kind == "weight"}
+    assert moved["fraction"].between(0, 1).all() and (moved["moved"] > 0).any()
+    assert (moved["fraction"] == moved["moved"] / moved["size"]).all()

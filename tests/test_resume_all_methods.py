@@ -70,6 +70,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "laperm-sync-3": dict(method="laperm", sync_period=3, init_density="0.5"),
     "laperm-shared-value": dict(method="laperm", sync_period=5, shared_value=0.05, init_density="0.7"),
     "random-slots": dict(method="random-slots", k=4),
+    "random-permutation": dict(method="random-permutation", init_density="0.5"),
     "supermask": dict(method="supermask"),
     "mask-finetune": dict(method="mask-finetune", mask_source=MASK_SOURCE.hash),
 }
