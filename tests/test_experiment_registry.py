@@ -82,9 +82,6 @@ NOT_RUNNABLE = {
     "edge-popup/imagenet-density",
     "biprop/imagenet",
     "iwr/imagenet",
-    "laperm/weight-agnostic-f1",
-    "laperm/conv7",
-    "laperm/cifar10-convs",
     "laperm/resnet50-pruned",
 }
 EXPECTED_NAMES = {f"{paper}/{figure}" for paper, figures in EXPECTED.items() for figure in figures}

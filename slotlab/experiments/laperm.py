@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from slotlab.experiments.base import Experiment, Point, Published
+from slotlab.experiments.edge_popup import cifar
 from slotlab.scales import Scale
 
 PAPER = "Qiu & Suda 2020, Train-by-Reconnect (LaPerm)"
@@ -69,6 +70,43 @@ def _weight_agnostic_f2(scale: Scale) -> list[Point]:
                 "weight_decay": 2e-4,  # the notebook's Keras L2 of 1e-4 (Keras adds l * w^2, gradient 2 l w)
             },
         )
+    ]
+
+
+def _weight_agnostic_f1(scale: Scale) -> list[Point]:
+    """The F1 notebook: 784-10, one shared value 0.08, 4/7 of the weights non-zero, a sync every 250 steps."""
+    paper = {"epochs": 10, "batch_size": 128} if scale.is_paper else {}
+    choices = {"model": "f1", "sync_period": 250, "shared_value": 0.08, "init_density": "4/7", **paper}
+    return [Point("LaPerm, shared value 0.08", "F1", "laperm", choices)]
+
+
+def _conv7(scale: Scale) -> list[Point]:
+    """The Conv7 notebook: He-uniform, a sync every 20 steps, 45 epochs of batch 50 at paper scale; a 10 000-image
+    MNIST subset on the laptop scale."""
+    data = {"model": "conv7-lp", "init": "he-uniform", "sync_period": 20}
+    if scale.is_paper:
+        data |= {"epochs": 45, "batch_size": 50}
+    elif scale.name == "laptop":
+        data |= {"train_size": 10_000}
+    return [Point("LaPerm", "Conv7", "laperm", data)]
+
+
+LAPERM_CIFAR = {"conv2-lp": "Conv2", "conv4-lp": "Conv4", "conv13-lp": "Conv13"}
+
+
+def _cifar10_convs(scale: Scale) -> list[Point]:
+    """The CIFAR-10 notebooks: He-uniform, a sync every 1000 steps (once an epoch at batch 50), 125 epochs at
+    paper scale; Conv2 and Conv4 on a training subset on the CPU scales."""
+    models = LAPERM_CIFAR if scale.is_paper else {m: LAPERM_CIFAR[m] for m in ("conv2-lp", "conv4-lp")}
+    paper = {"epochs": 125, "batch_size": 50} if scale.is_paper else {}
+    return [
+        Point(
+            "LaPerm (k = 1000)",
+            name,
+            "laperm",
+            {**cifar(scale, model), "init": "he-uniform", "sync_period": 1000, **paper},
+        )
+        for model, name in models.items()
     ]
 
 
@@ -159,8 +197,7 @@ EXPERIMENTS = [
         paper=PAPER,
         in_paper="README pretrain table: weight-agnostic F1 (784-10, one shared value 0.08, 40 % zeros)",
         question="How accurate is a one-layer network of one shared value, trained only by moving its zeros?",
-        grid=None,
-        missing="LaPerm's F1 model (784-10, no hidden layer)",
+        grid=_weight_agnostic_f1,
         published=(Published("LaPerm, shared value 0.08", "F1", 85.46, README, PROTOCOL),),
         x_label="model",
     ),
@@ -169,8 +206,7 @@ EXPERIMENTS = [
         paper=PAPER,
         in_paper="README pretrain table: Conv7 on MNIST, dense He-uniform init",
         question="How accurate is a CNN trained only by reconnecting its initial weights on MNIST?",
-        grid=None,
-        missing="LaPerm's Conv7 (its 7-layer MNIST CNN)",
+        grid=_conv7,
         published=(Published("LaPerm", "Conv7", 99.72, README, PROTOCOL),),
         x_label="model",
         note="the README lists k = 1200 for Conv7 while its notebook syncs every 20 steps",
@@ -180,8 +216,7 @@ EXPERIMENTS = [
         paper=PAPER,
         in_paper="README pretrain table: Conv2, Conv4, Conv13 on CIFAR-10 (k = 1000, He-uniform)",
         question="How accurate are CIFAR-10 CNNs trained only by reconnecting their initial weights?",
-        grid=None,
-        missing="LaPerm's Conv2, Conv4 and Conv13 (BatchNorm, dropout, biases, 'same' padding)",
+        grid=_cifar10_convs,
         published=tuple(
             Published("LaPerm (k = 1000)", model, value, README, PROTOCOL)
             for model, value in (("Conv2", 78.21), ("Conv4", 89.17), ("Conv13", 92.21))
