@@ -297,7 +297,7 @@ def initial_network(
             f"{run.config.method} run"
         )
     source = SourceNetwork(
-        run.path.name, run.config.method, run.config.model, run.config.dataset, run.model("best")
+        run.path.name, run.config.method, run.config.model, run.config.dataset, run.model("best"), run.path
     )
     return method.initial_network(config, input_shape, num_classes, source)
 

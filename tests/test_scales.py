@@ -63,11 +63,13 @@ def test_the_callers_fields_win_over_the_recipe() -> None:
 
 def test_finetune_config_names_its_source_by_hash() -> None:
     runs = get_experiment("slot-machines/finetune-budget").configs(SCALES["smoke"], [0, 1])
-    slots = {(p.x, seed): c for p, seed, c in runs if c.method == "slots"}
+    slots = {seed: c for p, seed, c in runs if c.method == "slots"}
     finetunes = [(p, seed, c) for p, seed, c in runs if c.method == "finetune"]
     assert finetunes
     for point, seed, config in finetunes:
-        assert config.options.source == slots[(point.x, seed)].hash
+        # one slot run per seed keeps its selections; each finetune starts from the one of its epoch
+        assert config.options.source == slots[seed].hash and config.options.source_epoch == point.x
+        assert str(point.x) in slots[seed].options.keep_epochs.split(",")
     with pytest.raises(SlotlabError, match="known notebooks"):
         notebook_configs("99_nothing", "smoke")
 

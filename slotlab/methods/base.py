@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import torch
@@ -158,6 +159,7 @@ class SourceNetwork:
     model: str
     dataset: str
     network: nn.Module  # its best checkpoint, loaded
+    path: Path | None = None  # its run folder, for what a method reads beyond the network (kept epochs)
 
 
 Source = SourceNetwork | None  # the network a run starts from, for methods that start from another run

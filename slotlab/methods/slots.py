@@ -29,6 +29,8 @@ import torch
 from torch import nn
 
 from slotlab.bitpack import bits_per_connection, pack_indices, unpack_indices
+from slotlab.callback import Callback
+from slotlab.checkpoint import safe_load
 from slotlab.errors import SlotlabError
 from slotlab.init import initialize, random_weight_layers, stream_seed
 from slotlab.layers.dense import DENSE_INITS, DenseFactory
@@ -68,10 +70,71 @@ class SlotOptions(Options):
         Toggle(),
     )
 
+    keep_epochs: str = option(
+        "",
+        "keep the selection found at these epochs (e.g. 10,20), for finetune --source-epoch (Sec. 4.4)",
+        label="keep epochs",
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keep_epochs", ",".join(map(str, parse_epochs(self.keep_epochs))))
+
     def check(self) -> None:
         _check_k(self.k)
         if self.sharing not in SHARINGS:
             raise SlotlabError(f"sharing must be one of {', '.join(SHARINGS)}, got {self.sharing!r}")
+
+
+def parse_epochs(text: str) -> list[int]:
+    """``"20,10"`` -> ``[10, 20]``: distinct epochs >= 1 (counted from 1), sorted."""
+    try:
+        epochs = sorted({int(part) for part in str(text).replace(" ", "").split(",") if part})
+    except ValueError:
+        raise SlotlabError(
+            f"keep_epochs takes whole epochs separated by commas, e.g. 10,20; got {text!r}"
+        ) from None
+    if any(e < 1 for e in epochs):
+        raise SlotlabError(f"keep_epochs are epochs counted from 1, got {text!r}")
+    return epochs
+
+
+class KeepSelections(Callback):
+    """Keeps each slot layer's greedy choice at the end of the chosen epochs, in the run's checkpoint state
+    (one byte per connection for K <= 256), so that a finetune can start from the network found at epoch E
+    (Aladago & Torresani 2021, Sec. 4.4: finetuning from the selection at epoch E at a fixed total budget)."""
+
+    def __init__(self, epochs: list[int]) -> None:
+        self.epochs = epochs
+        self.kept: dict[int, list[torch.Tensor]] = {}
+
+    def on_epoch_end(self, trainer: Any) -> None:
+        epoch = trainer.epoch  # epochs completed, this one included
+        if epoch in self.epochs:
+            layers = [m for m in trainer.model.modules() if isinstance(m, SlotLayer)]
+            dtype = torch.uint8 if all(m.k <= 256 for m in layers) else torch.int16
+            self.kept[epoch] = [greedy_index(m.scores.detach()).to("cpu", dtype) for m in layers]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"kept": dict(self.kept)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.kept = dict(state["kept"])
+
+
+def kept_selection(run_path: Path, epoch: int) -> list[torch.Tensor]:
+    """The greedy choice per slot layer that ``KeepSelections`` kept at ``epoch`` in the run at ``run_path``."""
+    saved = safe_load(run_path / "last.pt").get("callbacks", {})
+    kept: dict[int, list[torch.Tensor]] = {}
+    for key, state in saved.items():
+        if key.split("#")[0] == "KeepSelections":
+            kept.update(state["kept"])
+    if epoch not in kept:
+        have = ",".join(map(str, sorted(kept))) or "none"
+        raise SlotlabError(
+            f"source run {run_path.name} kept the selections of epochs {have}, not {epoch}; train it with "
+            f"--keep-epochs {epoch}, or leave --source-epoch out to start from its best network"
+        )
+    return kept[epoch]
 
 
 class Slots(Method):
@@ -94,6 +157,16 @@ class Slots(Method):
         """As the default, and so with sharing the values' buffers hold K floats per layer, not per connection
         (``SlotLayer.shared_values``); the scores stay K per connection."""
         return super().memory_model(config, shape, classes)
+
+    def callbacks(self, config: RunSpec) -> list[Callback]:
+        epochs = parse_epochs(config.options.keep_epochs)
+        return [KeepSelections(epochs)] if epochs else []
+
+    def check(self, config: RunSpec) -> None:
+        super().check(config)
+        late = [e for e in parse_epochs(config.options.keep_epochs) if e > config.epochs]
+        if late:
+            raise SlotlabError(f"keep_epochs {late} lie beyond the run's {config.epochs} epochs")
 
     def recipe(self, scale: Scale, chosen: Mapping[str, Any]) -> dict[str, Any]:
         k = int(chosen.get("k", SlotOptions.k))
@@ -204,10 +277,20 @@ class FinetuneOptions(Options):
         if self.source:  # one hash for one source, whether given as a folder or as the hash
             object.__setattr__(self, "source", source_hash(self.source))
 
+    source_epoch: int = option(
+        0,
+        "start from the selection the source kept at this epoch (its --keep-epochs); 0: its best network",
+        label="source epoch",
+    )
+
     def check(self) -> None:
         if not self.source:
             raise SlotlabError(
                 "method finetune needs --source: the run folder or hash of a slots run to finetune"
+            )
+        if self.source_epoch < 0:
+            raise SlotlabError(
+                f"source_epoch is an epoch counted from 1 (0: the best network), got {self.source_epoch}"
             )
 
 
@@ -236,7 +319,16 @@ class Finetune(Method):
                 f"source run {source.name} is {source.model} on {source.dataset}; finetune it with --model "
                 f"{source.model} --dataset {source.dataset}"
             )
-        return to_plain(source.network)
+        network = source.network
+        epoch = config.options.source_epoch
+        if epoch:
+            if source.path is None:
+                raise SlotlabError(f"source run {source.name} has no run folder to read epoch {epoch} from")
+            layers = [m for m in network.modules() if isinstance(m, SlotLayer)]
+            for layer, index in zip(layers, kept_selection(source.path, epoch), strict=True):
+                # scores one-hot at the kept choice: greedy selection now picks what it picked at that epoch
+                layer.scores.data.zero_().scatter_(0, index.long().unsqueeze(0), 1.0)
+        return to_plain(network)
 
     def architecture(self, config: RunSpec, shape: Shape, classes: int) -> Network:
         return build_model(config.model, self.layer_factory(config), shape, classes, config.width)
