@@ -165,6 +165,21 @@ class SourceNetwork:
 Source = SourceNetwork | None  # the network a run starts from, for methods that start from another run
 
 
+def matching_source(method: str, config: RunSpec, source: Source) -> SourceNetwork:
+    """``source``, checked to be there and to be the run's model on its dataset (methods that start from a run)."""
+    if source is None:
+        raise SlotlabError(
+            f"{method} run {config.hash} starts from its source run's network; train it through "
+            f"slotlab.runs.load_or_run, which finds the source under the runs root"
+        )
+    if (source.model, source.dataset) != (config.model, config.dataset):
+        raise SlotlabError(
+            f"source run {source.name} is {source.model} on {source.dataset}; finetune it with --model "
+            f"{source.model} --dataset {source.dataset}"
+        )
+    return source
+
+
 class Method:
     """One method of the papers. Subclasses set the class attributes and override the hooks they need.
 

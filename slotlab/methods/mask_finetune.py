@@ -33,7 +33,7 @@ from slotlab.layers.activations import BinaryActivation
 from slotlab.layers.edge_popup import MaskedLayer, MaskFactory
 from slotlab.layers.factory import LayerFactory
 from slotlab.layers.fixed_mask import FixedMaskLayer
-from slotlab.methods.base import Method, Options, RunSpec, Shape, Source, SourceRun, option
+from slotlab.methods.base import Method, Options, RunSpec, Shape, Source, SourceRun, matching_source, option
 from slotlab.methods.masks import batchnorms, check_learned_bn, freeze_bn_scale
 from slotlab.methods.slots import source_hash
 from slotlab.models import Network, build_model
@@ -104,16 +104,7 @@ class MaskFinetune(Method):
         return model
 
     def initial_network(self, config: RunSpec, shape: Shape, classes: int, source: Source = None) -> Network:
-        if source is None:
-            raise SlotlabError(
-                f"mask-finetune run {config.hash} starts from its source run's network; train it through "
-                f"slotlab.runs.load_or_run, which finds the source under the runs root"
-            )
-        if (source.model, source.dataset) != (config.model, config.dataset):
-            raise SlotlabError(
-                f"source run {source.name} is {source.model} on {source.dataset}; finetune it with --model "
-                f"{source.model} --dataset {source.dataset}"
-            )
+        source = matching_source(self.name, config, source)
         found = source.network
         binary = any(isinstance(m, BinaryActivation) for m in found.modules())
         if binary != config.options.binary_activations:

@@ -37,7 +37,18 @@ from slotlab.layers.dense import DENSE_INITS, DenseFactory
 from slotlab.layers.factory import LayerFactory
 from slotlab.layers.plain import to_plain
 from slotlab.layers.slot import SELECTIONS, SHARINGS, SlotFactory, SlotLayer, greedy_index
-from slotlab.methods.base import Method, Options, RunSpec, Shape, Source, SourceRun, Steps, Toggle, option
+from slotlab.methods.base import (
+    Method,
+    Options,
+    RunSpec,
+    Shape,
+    Source,
+    SourceRun,
+    Steps,
+    Toggle,
+    matching_source,
+    option,
+)
 from slotlab.methods.dense import RESTARTS, SGD, dense_recipe, paper_epochs
 from slotlab.models import Network, build_model
 from slotlab.scales import Scale
@@ -309,16 +320,7 @@ class Finetune(Method):
         return DenseFactory(self.init_name(config), bn_affine=False)
 
     def initial_network(self, config: RunSpec, shape: Shape, classes: int, source: Source = None) -> Network:
-        if source is None:
-            raise SlotlabError(
-                f"finetune run {config.hash} starts from its source run's network; train it through "
-                f"slotlab.runs.load_or_run, which finds the source under the runs root"
-            )
-        if (source.model, source.dataset) != (config.model, config.dataset):
-            raise SlotlabError(
-                f"source run {source.name} is {source.model} on {source.dataset}; finetune it with --model "
-                f"{source.model} --dataset {source.dataset}"
-            )
+        source = matching_source(self.name, config, source)
         network = source.network
         epoch = config.options.source_epoch
         if epoch:
