@@ -2,7 +2,13 @@
 
 Every ``plot_*`` function takes the DataFrame of the matching analysis in ``slotlab.analysis`` and returns a
 matplotlib ``Figure`` (built without pyplot, so nothing is shown twice in a notebook and no global figure
-leaks); ``save_figure(fig, "figures/flips")`` writes ``flips.pdf``, ``flips.svg`` and ``flips.png`` atomically.
+leaks); ``save_figure(fig, "figures/flips")`` writes ``flips.pdf``, ``flips.svg`` and ``flips.png`` atomically,
+at the figure's own size for slides, or with ``width="column"`` (3.25 in) or ``width="text"`` (6.75 in) resized
+to a paper's column or text width with print font sizes (8 pt text, 9 pt titles).
+
+Layers are named as ``slotlab.analysis.sources.layer_names`` names them ("fc1 784->300"), accuracies are in
+percent, legends sit outside the data, and the tick labels are fixed when a figure is built, so the figure shown
+inline and the saved one have the same ticks.
 
 The style (``slotlab/styles/paper.mplstyle`` on top of seaborn's paper context, scaled up for projectors) embeds
 fonts as TrueType in PDFs and keeps SVG text editable:
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import pickle
 from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
@@ -27,11 +34,17 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 from slotlab.checkpoint import atomic_write_bytes
 from slotlab.errors import SlotlabError
 
 FORMATS = ("pdf", "svg", "png")
+# figure widths in inches: a two-column paper's column and text width (IEEE, ICML and NeurIPS are within a few
+# hundredths of these), and None for a slide (the figure as built)
+WIDTHS: dict[str, float | None] = {"column": 3.25, "text": 6.75, "slide": None}
+PRINT_POINTS = 8.0  # text in print: labels, ticks, legends
+PRINT_TITLE_POINTS = 9.0
 FONT_SCALE = 1.5  # seaborn "paper" is sized for print; this keeps tick labels legible on a projector
 CHANCE_STYLE = {"color": "0.35", "linestyle": "--", "linewidth": 1.2}
 
@@ -47,6 +60,45 @@ def paper_style(font_scale: float = FONT_SCALE) -> Iterator[None]:
     with mpl.rc_context(sns.plotting_context("paper", font_scale=font_scale)):
         with mpl.style.context(str(style_path())):
             yield
+
+
+def fix_ticks(fig: Figure) -> Figure:
+    """Pin every axis' tick style to the rcParams in force (call inside ``paper_style``).
+
+    Matplotlib makes tick objects (with their grid lines) lazily, when a draw needs more of them, from the
+    rcParams of that moment; a figure built in the style and shown inline outside it would get ticks and grid
+    lines of another style than the saved one.
+    """
+    rc = mpl.rcParams
+    for ax in fig.axes:
+        for axis in ("x", "y"):
+            for which in ("major", "minor"):
+                ax.tick_params(
+                    axis=axis,
+                    which=which,
+                    labelsize=rc[f"{axis}tick.labelsize"],
+                    size=rc[f"{axis}tick.{which}.size"],
+                    width=rc[f"{axis}tick.{which}.width"],
+                    direction=rc[f"{axis}tick.direction"],
+                    color=rc[f"{axis}tick.color"],
+                    labelcolor=rc[f"{axis}tick.labelcolor"]
+                    if rc[f"{axis}tick.labelcolor"] != "inherit"
+                    else rc[f"{axis}tick.color"],
+                    grid_color=rc["grid.color"],
+                    grid_alpha=rc["grid.alpha"],
+                    grid_linewidth=rc["grid.linewidth"],
+                    grid_linestyle=rc["grid.linestyle"],
+                )
+    return fig
+
+
+def _outside_legend(fig: Figure, ax, **kwargs) -> None:
+    """The axes' legend moved to the right of the figure, clear of the data (bars, histograms)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()
+    if handles:
+        fig.legend(handles, labels, loc="outside right upper", **kwargs)
 
 
 def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
@@ -100,7 +152,8 @@ def plot_value_histograms(frame: pd.DataFrame, layers: Sequence[str] | None = No
             ax.set_title(name)
             ax.set_xlabel("weight value")
         axes[0].set_ylabel("density")
-        axes[0].legend(loc="best")
+        _outside_legend(fig, axes[0])
+        fix_ticks(fig)
     return fig
 
 
@@ -115,7 +168,8 @@ def _bars_per_layer(frame: pd.DataFrame, x: str, xlabel: str, what: str) -> Figu
         ax.plot([], [], **CHANCE_STYLE, label="chance (1/K)")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("fraction of connections")
-        ax.legend(title=None, ncols=2)
+        _outside_legend(fig, ax)
+        fix_ticks(fig)
     return fig
 
 
@@ -158,6 +212,54 @@ def plot_flip_rates(frame: pd.DataFrame, layer: str | None = "all", x: str = "ep
         ax.set_ylabel("connections changed (%)")
         ax.set_title("selection flips" + (f" ({layer})" if layer not in (None, "all") else ""))
         ax.legend()
+        fix_ticks(fig)
+    return fig
+
+
+# --- what a layer chose, as the image it reads -----------------------------------------------------------------
+def unit_images(weights: np.ndarray, image_shape: Sequence[int], units: int = 16) -> np.ndarray:
+    """The incoming weights of the first ``units`` output units of a layer that reads the image directly, each
+    shaped as the image: (out, C*H*W) -> (units, H, W), channels averaged."""
+    c, h, w = (int(v) for v in image_shape)
+    weights = np.asarray(weights, dtype=float)
+    if weights.ndim != 2 or weights.shape[1] != c * h * w:
+        raise SlotlabError(
+            f"unit images need a layer that reads the {c}x{h}x{w} image, got weights {tuple(weights.shape)}; "
+            f"pick the first layer of a fully connected network (Lenet-300-100's fc1)"
+        )
+    return weights[:units].reshape(-1, c, h, w).mean(1)
+
+
+def draw_unit_images(fig: Figure, images: np.ndarray, title: str = "", cols: int = 8) -> object:
+    """Each unit's chosen weights as a small image (red positive, blue negative, one symmetric scale) into
+    ``fig``, with a labelled colorbar; returns the colorbar."""
+    rows = -(-len(images) // cols)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    limit = float(np.abs(images).max()) or 1.0
+    shown = None
+    for index, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if index < len(images):
+            shown = ax.imshow(images[index], cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+            ax.set_title(f"unit {index}", fontsize="small")
+    if title:
+        fig.suptitle(title, x=0.01, ha="left", fontsize="medium")
+    colorbar = fig.colorbar(shown, ax=axes, shrink=0.8)
+    colorbar.set_label("chosen weight")
+    return colorbar
+
+
+def plot_chosen_weights(
+    weights: np.ndarray, image_shape: Sequence[int] = (1, 28, 28), units: int = 16, title: str = ""
+) -> Figure:
+    """The first ``units`` units of a first layer, each as the image of the weights it chose (the selected value
+    per connection for slots, the kept weight or 0 for a mask): (out, C*H*W) weights, e.g. Lenet-300-100's fc1
+    on MNIST. Strokes and blobs show what each unit looks for; noise shows a unit that learned little."""
+    with paper_style():
+        images = unit_images(weights, image_shape, units)
+        cols = min(8, len(images))
+        fig = Figure(figsize=(1.1 * cols + 1.0, 1.25 * -(-len(images) // cols) + 0.4), layout="constrained")
+        draw_unit_images(fig, images, title, cols)
     return fig
 
 
@@ -170,6 +272,8 @@ def plot_similarity_matrix(
 ) -> Figure:
     """A run x run heat-map (``similarity_matrix``).
 
+    The diagonal (each run with itself: 1, or distance 0) is left blank, and the colour scale spans the
+    off-diagonal cells, so that differences between pairs show instead of all looking alike next to the 1.0s.
     With ``upper``, the lower triangle shows ``matrix`` and the upper one ``upper`` (two methods in one square,
     as the mask-landscape figures do); ``labels`` names the two triangles.
     """
@@ -184,6 +288,11 @@ def plot_similarity_matrix(
     n = len(values)
     annotate = n <= 8 if annotate is None else annotate
     metric = matrix.attrs.get("metric", "similarity")
+    diagonal = np.eye(n, dtype=bool)
+    off = values[~diagonal]
+    low, high = (float(np.nanmin(off)), float(np.nanmax(off))) if off.size else (0.0, 1.0)
+    if high - low < 1e-9:  # all pairs alike: a small band around them
+        low, high = low - 0.005, high + 0.005
     with paper_style():
         size = min(3.0 + 0.45 * n, 9.0)
         fig = Figure(figsize=(size + 1.2, size), layout="constrained")
@@ -192,6 +301,9 @@ def plot_similarity_matrix(
             pd.DataFrame(values, index=matrix.index, columns=matrix.columns),
             ax=ax,
             cmap="viridis",
+            mask=diagonal,
+            vmin=low,
+            vmax=high,
             square=True,
             annot=annotate,
             fmt=".3f",
@@ -203,6 +315,8 @@ def plot_similarity_matrix(
         ax.set_ylabel("")
         if upper is not None and labels is not None:
             ax.set_title(f"lower: {labels[0]}   upper: {labels[1]}")
+        ax.set_facecolor("white")  # the blank diagonal
+        fix_ticks(fig)
     return fig
 
 
@@ -226,6 +340,7 @@ def plot_layer_similarity(curves: pd.DataFrame) -> Figure:
         ax.set_xticks(range(len(layers)), layers, rotation=45, ha="right")
         ax.set_ylabel(curves.attrs.get("metric", "similarity"))
         ax.legend()
+        fix_ticks(fig)
     return fig
 
 
@@ -237,8 +352,9 @@ def plot_landscape(frame: pd.DataFrame, color: str = "accuracy", annotate: bool 
         ax = fig.subplots()
         has_colour = color in frame.columns and frame[color].notna().any()
         if has_colour and pd.api.types.is_numeric_dtype(frame[color]):
-            points = ax.scatter(frame["x"], frame["y"], c=frame[color], cmap="viridis", s=60, edgecolor="k")
-            fig.colorbar(points, ax=ax, label=color)
+            shade = frame[color] * (100 if color == "accuracy" else 1)
+            points = ax.scatter(frame["x"], frame["y"], c=shade, cmap="viridis", s=60, edgecolor="k")
+            fig.colorbar(points, ax=ax, label="test accuracy %" if color == "accuracy" else color)
         elif has_colour:
             sns.scatterplot(data=frame, x="x", y="y", hue=color, ax=ax, s=60, palette="colorblind")
         else:
@@ -250,6 +366,9 @@ def plot_landscape(frame: pd.DataFrame, color: str = "accuracy", annotate: bool 
         ax.set_xlabel(f"MDS 1 ({metric} distance)")
         ax.set_ylabel("MDS 2")
         ax.set_aspect("equal", adjustable="datalim")
+        if ax.get_legend() is not None:
+            _outside_legend(fig, ax)
+        fix_ticks(fig)
     return fig
 
 
@@ -280,6 +399,7 @@ def plot_weight_profiles(frame: pd.DataFrame, layers: Sequence[str] | None = Non
                 if i == len(names) - 1:
                     ax.set_xlabel("rank within neuron (quantile)")
             axes[i, 0].set_ylabel("weight")
+        fix_ticks(fig)
     return fig
 
 
@@ -306,21 +426,54 @@ def plot_kept_pruned_norms(frame: pd.DataFrame) -> Figure:
         ax.set_xticks(range(len(layers)), layers, rotation=45, ha="right")
         ax.set_ylabel("norm: kept (+), pruned (-)")
         if runs != [None]:
-            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+            _outside_legend(fig, ax)
+        fix_ticks(fig)
     return fig
 
 
 # --- saving ----------------------------------------------------------------------------------------------------------
+def print_sized(fig: Figure, width: str) -> Figure:
+    """A copy of ``fig`` resized to ``width`` (a key of ``WIDTHS``) with print font sizes; ``fig`` is unchanged.
+
+    The height keeps the figure's aspect ratio; every text is 8 pt, the axes' and figure's titles 9 pt, and the
+    tick labels 8 pt (ticks made later, at the draw, too). "slide" returns ``fig`` itself.
+    """
+    if width not in WIDTHS:
+        raise SlotlabError(f"width must be one of {', '.join(WIDTHS)}, got {width!r}")
+    inches = WIDTHS[width]
+    if inches is None:
+        return fig
+    copy = pickle.loads(
+        pickle.dumps(fig)
+    )  # a figure without pyplot pickles whole: the caller's stays as shown
+    old_width, old_height = copy.get_size_inches()
+    copy.set_size_inches(inches, old_height * inches / old_width)
+    titles = {id(t) for ax in copy.axes for t in (ax.title, ax._left_title, ax._right_title)}
+    if copy._suptitle is not None:
+        titles.add(id(copy._suptitle))
+    for text in copy.findobj(Text):
+        text.set_fontsize(PRINT_TITLE_POINTS if id(text) in titles else PRINT_POINTS)
+    for ax in copy.axes:
+        ax.tick_params(axis="both", which="both", labelsize=PRINT_POINTS)
+    return copy
+
+
 def save_figure(
-    fig: Figure, path_stem: str | Path, formats: Sequence[str] = FORMATS, dpi: int | None = None
+    fig: Figure,
+    path_stem: str | Path,
+    formats: Sequence[str] = FORMATS,
+    dpi: int | None = None,
+    width: str = "slide",
 ) -> list[Path]:
     """Write ``fig`` as ``<path_stem>.pdf``, ``.svg`` and ``.png`` (each atomically); returns the paths.
 
-    ``dpi`` sets the PNG resolution (default: the style's 300).
+    ``width``: "slide" (the figure as built, sized for a projector), "column" (3.25 in) or "text" (6.75 in), the
+    last two with print font sizes (``print_sized``). ``dpi`` sets the PNG resolution (default: the style's 300).
     """
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise SlotlabError(f"formats must be among {', '.join(FORMATS)}, got {unknown}")
+    fig = print_sized(fig, width)
     stem = Path(path_stem)
     if stem.suffix.lstrip(".") in FORMATS:
         stem = stem.with_suffix("")

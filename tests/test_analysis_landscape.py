@@ -14,6 +14,7 @@ from slotlab.analysis import (
 )
 from slotlab.config import RunConfig
 from slotlab.errors import SlotlabError
+from slotlab.plot import plot_landscape
 from slotlab.runs import load_or_run
 from tests.analysis_helpers import mask_model
 
@@ -70,8 +71,8 @@ def test_layer_similarity_curves_summarise_pairs() -> None:
     models = [mask_model(seed=s, density=0.25) for s in range(4)]
     pairs = pairwise_similarity(models)
     curves = layer_similarity_curves(pairs, "jaccard")
-    assert curves["layer"].tolist() == ["0", "1"] and curves["position"].tolist() == [0, 1]
-    first = pairs[pairs["layer"] == "0"]["jaccard"]
+    assert curves["layer"].tolist() == ["fc1 12->8", "fc2 8->4"] and curves["position"].tolist() == [0, 1]
+    first = pairs[pairs["layer"] == "fc1 12->8"]["jaccard"]
     row = curves.iloc[0]
     assert (
         row["mean"] == pytest.approx(first.mean()) and row["min"] == first.min() and row["max"] == first.max()
@@ -94,5 +95,28 @@ def test_landscape_of_real_runs_with_different_score_seeds(tmp_path: Path) -> No
     assert frame["accuracy"].tolist() == [r.test_accuracy for r in runs]
     assert frame["score_seed"].tolist() == [0, 1, 2] and "weight_seed" not in frame.columns
     curves = layer_similarity_curves(runs, "agreement")
-    assert curves["layer"].tolist() == ["body.1", "body.3", "body.5"]
+    assert curves["layer"].tolist() == ["fc1 784->300", "fc2 300->100", "fc3 100->10"]
     assert ((curves["mean"] > 0.45) & (curves["mean"] < 1)).all()  # K = 2: about half agree by chance
+
+
+def test_a_slot_machine_landscape_is_a_figure_of_slot_index_distances() -> None:
+    gen = torch.Generator().manual_seed(5)
+    runs = {f"slots {s}": torch.randint(0, 4, (30, 20), generator=gen) for s in range(3)}
+    runs = {name: {"fc1 20->30": index} for name, index in runs.items()}
+    frame = mask_landscape(runs, metric="hamming")
+    names = list(runs)
+    for i, a in enumerate(
+        names
+    ):  # distances of the embedding: the fraction of connections choosing otherwise
+        for b in names[i + 1 :]:
+            differ = sum(
+                int(runs[a]["fc1 20->30"][r, c] != runs[b]["fc1 20->30"][r, c])
+                for r in range(30)
+                for c in range(20)
+            )
+            pa, pb = frame.set_index("run").loc[a, ["x", "y"]], frame.set_index("run").loc[b, ["x", "y"]]
+            assert float(np.hypot(*(pa - pb))) == pytest.approx(
+                differ / 600, abs=1e-6
+            )  # 3 points of a metric: exact in 2-D
+    fig = plot_landscape(frame)
+    assert len(fig.axes[0].collections[0].get_offsets()) == 3

@@ -11,12 +11,16 @@ from slotlab.analysis import (
     flip_rates,
     hamming,
     jaccard,
+    kept_pruned_norms,
+    layer_names,
     magnitude_ranks,
     mask_similarity,
     pairwise_similarity,
+    selections_of,
     similarity_matrix,
     slot_usage,
     value_histograms,
+    weight_profiles,
 )
 from slotlab.analysis.selection import magnitude_rank, selected_values
 from slotlab.errors import SlotlabError
@@ -79,7 +83,7 @@ def test_selection_analyses_read_slot_models() -> None:
             torch.nn.init.normal_(layer.values)
             torch.nn.init.normal_(layer.scores)
     ranks = magnitude_ranks(model)
-    assert set(ranks["layer"]) == {"body.1", "body.3", "body.5"}
+    assert set(ranks["layer"]) == {"fc1 784->300", "fc2 300->100", "fc3 100->10"}
     assert ranks.groupby("layer")["count"].sum().tolist() == [784 * 300, 300 * 100, 100 * 10]
     with pytest.raises(SlotlabError, match="no slot layer"):
         magnitude_ranks(mask_model(seed=0))
@@ -181,7 +185,7 @@ def test_similarity_refuses_mismatched_inputs() -> None:
     with pytest.raises(SlotlabError, match="different architectures") as error:
         mask_similarity(lenet, conv)
     assert "\n" not in str(error.value)
-    with pytest.raises(SlotlabError, match=r"layer '0' is \(8, 12\) in a and \(8, 10\) in b"):
+    with pytest.raises(SlotlabError, match=r"only in a: \['fc1 12->8'\], only in b: \['fc1 10->8'\]"):
         mask_similarity(mask_model(seed=0), mask_model(seed=1, widths=(10, 8, 4)))
     with pytest.raises(SlotlabError, match="bool mask or an integer slot index"):
         mask_similarity(torch.zeros(3), torch.zeros(3))
@@ -196,8 +200,10 @@ def test_pairwise_matrix_of_many_masks() -> None:
     assert np.all(np.diag(matrix.to_numpy()) == 1)
     direct = mask_similarity(models["seed 1"], models["seed 3"]).set_index("layer")
     assert matrix.loc["seed 3", "seed 1"] == direct.loc["all", "jaccard"]
-    per_layer = similarity_matrix(models, "agreement", layer="1")
-    assert per_layer.loc["seed 0", "seed 2"] == direct_agreement(models, "seed 0", "seed 2", "1")
+    per_layer = similarity_matrix(models, "agreement", layer="fc2 8->4")
+    assert per_layer.loc["seed 0", "seed 2"] == direct_agreement(
+        models, "seed 0", "seed 2", "1"
+    )  # module 1 is fc2 8->4
     assert np.all(np.diag(similarity_matrix(pairs, "hamming").to_numpy()) == 0)
     with pytest.raises(SlotlabError, match="no layer 'fc'"):
         similarity_matrix(pairs, layer="fc")
@@ -208,3 +214,36 @@ def test_pairwise_matrix_of_many_masks() -> None:
 def direct_agreement(models, first: str, second: str, layer: str) -> float:
     named = dict(models[first].named_modules())
     return agreement(named[layer].selection(), dict(models[second].named_modules())[layer].selection())
+
+
+def test_layer_names_of_lenet300_and_conv4() -> None:
+    lenet = build_model("lenet300", SlotFactory(4), (1, 28, 28), 10)
+    assert layer_names(lenet) == {"body.1": "fc1 784->300", "body.3": "fc2 300->100", "body.5": "fc3 100->10"}
+    conv4 = build_model("conv4", SlotFactory(2), (3, 32, 32), 10)
+    names = layer_names(conv4)
+    assert list(names.values()) == [
+        "conv1 3->64",
+        "conv2 64->64",
+        "conv3 64->128",
+        "conv4 128->128",
+        "fc1 8192->256",
+        "fc2 256->256",
+        "fc3 256->10",
+    ]
+    modules = dict(conv4.named_modules())  # each name says the module's own shape
+    for path, name in names.items():
+        values = modules[path].values  # (K, out, in, ...)
+        assert name.endswith(f" {values.shape[2]}->{values.shape[1]}")
+    # the same names from the selections alone (a snapshot knows only the shapes), by module path
+    by_shape = layer_names({path: modules[path].selection() for path in names})
+    assert by_shape == names
+    with pytest.raises(SlotlabError, match="takes a model"):
+        layer_names(3)
+
+
+def test_every_analysis_of_a_model_names_layers_readably() -> None:
+    model = build_model("lenet300", SlotFactory(4), (1, 28, 28), 10)
+    expected = ["fc1 784->300", "fc2 300->100", "fc3 100->10"]
+    for analysis in (value_histograms, magnitude_ranks, slot_usage, weight_profiles, kept_pruned_norms):
+        assert list(dict.fromkeys(analysis(model)["layer"])) == expected, analysis.__name__
+    assert list(selections_of(model)) == expected

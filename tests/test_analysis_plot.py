@@ -1,3 +1,5 @@
+import contextlib
+import io
 from pathlib import Path
 
 import matplotlib
@@ -8,6 +10,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from slotlab import plot  # noqa: E402
@@ -118,3 +121,104 @@ def test_plot_input_errors(tmp_path: Path) -> None:
     with pytest.raises(SlotlabError, match="formats must be among pdf, svg, png"):
         plot.save_figure(Figure(), tmp_path / "x", formats=("jpg",))
     assert plot.save_figure(Figure(), tmp_path / "y.pdf", formats=("pdf",)) == [tmp_path / "y.pdf"]
+
+
+# --- figure hygiene ---------------------------------------------------------------------------------------------
+
+
+def drawn(fig: Figure) -> Figure:
+    FigureCanvasAgg(fig).draw()  # lay out and make the lazily created ticks, outside the paper style
+    return fig
+
+
+def bboxes_overlap(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def rendered(fig: Figure, in_style: bool) -> np.ndarray:
+    buffer = io.BytesIO()
+    options = {"format": "png", "dpi": 60, "bbox_inches": "tight", "pad_inches": 0.02, "facecolor": "white"}
+    with plot.paper_style() if in_style else contextlib.nullcontext():
+        fig.savefig(buffer, **options)
+    return matplotlib.image.imread(io.BytesIO(buffer.getvalue()), format="png")
+
+
+def test_a_figure_drawn_outside_the_style_looks_as_saved() -> None:
+    # inline display draws outside paper_style, save_figure inside it: ticks and grid lines made lazily at the
+    # draw must not change with it (without fix_ticks, these figures differ in tick labels and grid lines)
+    made = figures()
+    for name in ("histograms", "ranks", "usage", "flips", "curves", "profiles", "norms"):
+        outside, inside = rendered(made[name], False), rendered(made[name], True)
+        # equal up to antialiasing noise (1e-6); a tick or grid line of another style differs by 2e-3 or more
+        assert outside.shape == inside.shape and np.abs(outside - inside).mean() < 1e-4, name
+
+
+def test_legends_sit_clear_of_bars_and_histograms() -> None:
+    for name in ("histograms", "ranks", "usage", "norms"):
+        fig = drawn(figures()[name])
+        renderer = fig.canvas.get_renderer()
+        (legend,) = fig.legends
+        box = legend.get_window_extent(renderer)
+        for ax in fig.axes:
+            if ax.get_visible():
+                assert not bboxes_overlap(box, ax.get_window_extent(renderer)), name
+
+
+def test_slot_usage_and_ranks_draw_the_chance_line() -> None:
+    fig = figures()["usage"]
+    ax = fig.axes[0]
+    chance = [line for line in ax.get_lines() if line.get_linestyle() == "--" and len(line.get_ydata()) == 2]
+    assert chance and all(np.allclose(line.get_ydata(), 0.25) for line in chance)  # K = 4
+    assert "chance (1/K)" in [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def test_similarity_matrix_colours_span_the_off_diagonal_cells() -> None:
+    matrix = similarity_matrix(pairwise_similarity(MODELS), "jaccard")
+    fig = plot.plot_similarity_matrix(matrix)
+    mesh = fig.axes[0].collections[0]
+    values = matrix.to_numpy()
+    off = values[~np.eye(len(values), dtype=bool)]
+    assert off.max() < 1.0  # different seeds: no pair is identical
+    assert mesh.norm.vmin == pytest.approx(off.min()) and mesh.norm.vmax == pytest.approx(off.max())
+    assert np.ma.getmaskarray(mesh.get_array()).reshape(4, 4).diagonal().all()  # the diagonal is left blank
+    assert fig.axes[1].get_ylabel() == "jaccard"  # the colorbar says what the colour is
+
+
+def test_landscape_colours_accuracy_in_percent_with_a_labelled_colorbar() -> None:
+    fig = figures()["landscape"]
+    points = fig.axes[0].collections[0]
+    assert np.allclose(points.get_array(), [90, 91, 92, 93])
+    assert fig.axes[1].get_ylabel() == "test accuracy %"
+
+
+def test_save_figure_at_column_and_text_width_with_print_fonts(tmp_path: Path) -> None:
+    fig = figures()["usage"]
+    shown = tuple(fig.get_size_inches())
+    for width, inches in (("column", 3.25), ("text", 6.75)):
+        sized = plot.print_sized(fig, width)
+        assert sized.get_size_inches()[0] == pytest.approx(inches)
+        assert sized.get_size_inches()[1] == pytest.approx(shown[1] * inches / shown[0])
+        drawn(sized)
+        texts = [t for t in sized.findobj(matplotlib.text.Text) if t.get_text()]
+        assert texts and all(t.get_fontsize() in (8.0, 9.0) for t in texts)
+        ticks = [*sized.axes[0].get_xticklabels(), *sized.axes[0].get_yticklabels()]
+        assert ticks and all(t.get_fontsize() == 8.0 for t in ticks)
+        png = plot.save_figure(fig, tmp_path / width, formats=("png",), dpi=100, width=width)[0]
+        pixels = matplotlib.image.imread(png)
+        assert pixels.shape[1] <= inches * 100 + 2  # the tight box is never wider than the width asked for
+    assert tuple(fig.get_size_inches()) == shown  # the figure shown inline is unchanged
+    assert plot.print_sized(fig, "slide") is fig
+    with pytest.raises(SlotlabError, match="width must be one of column, text, slide"):
+        plot.save_figure(fig, tmp_path / "z", width="a4")
+
+
+def test_chosen_weights_show_each_unit_as_the_image_it_reads() -> None:
+    weights = np.random.default_rng(0).normal(size=(300, 784))
+    fig = plot.plot_chosen_weights(weights, (1, 28, 28), units=16)
+    images = [ax.get_images()[0] for ax in fig.axes if ax.get_images()]
+    assert len(images) == 16
+    for unit, image in enumerate(images):  # unit u's 784 weights in reading order, row by row
+        assert np.array_equal(image.get_array(), weights[unit].reshape(28, 28))
+    assert fig.axes[-1].get_ylabel() == "chosen weight"
+    with pytest.raises(SlotlabError, match="reads the 1x28x28 image"):
+        plot.plot_chosen_weights(np.zeros((100, 300)))

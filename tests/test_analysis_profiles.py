@@ -36,7 +36,7 @@ def test_profiles_of_a_run_before_and_after_training(tmp_path: Path) -> None:
     assert list(dict.fromkeys(frame["checkpoint"])) == ["init", "best"]
     layer = dict(run.model("init").named_modules())["body.5"]  # 100 -> 10
     chosen = selected_values(layer.values, layer.selection().long()).sort(dim=1).values
-    rows = frame.query("checkpoint == 'init' and layer == 'body.5' and neuron == 9")
+    rows = frame.query("checkpoint == 'init' and layer == 'fc3 100->10' and neuron == 9")
     assert torch.allclose(torch.tensor(rows["value"].to_numpy()), chosen[9])
 
 
@@ -55,9 +55,9 @@ def test_kept_and_pruned_norms_of_mask_and_slot_models() -> None:
     model = mask_model(seed=2, density=0.25)
     frame = kept_pruned_norms(model).set_index("layer")
     mask, weight = model[0].selection(), model[0].weight.detach()
-    assert frame.loc["0", "kept_norm"] == pytest.approx(float(weight[mask].norm()))
-    assert frame.loc["0", "pruned_norm"] == pytest.approx(float(weight[~mask].norm()))
-    assert frame.loc["0", "kept"] == 24 and frame.loc["0", "pruned"] == 72
+    assert frame.loc["fc1 12->8", "kept_norm"] == pytest.approx(float(weight[mask].norm()))
+    assert frame.loc["fc1 12->8", "pruned_norm"] == pytest.approx(float(weight[~mask].norm()))
+    assert frame.loc["fc1 12->8", "kept"] == 24 and frame.loc["fc1 12->8", "pruned"] == 72
     slots = build_model("lenet300", SlotFactory(4), (1, 28, 28), 10)
     for module in slots.modules():
         if hasattr(module, "values"):
@@ -66,9 +66,9 @@ def test_kept_and_pruned_norms_of_mask_and_slot_models() -> None:
     frame = kept_pruned_norms(slots).set_index("layer")
     layer = slots.body[5]
     chosen = selected_values(layer.values, layer.selection().long())
-    assert frame.loc["body.5", "kept_norm"] == pytest.approx(float(chosen.norm()), rel=1e-6)
+    assert frame.loc["fc3 100->10", "kept_norm"] == pytest.approx(float(chosen.norm()), rel=1e-6)
     total = float(layer.values.norm())
-    assert frame.loc["body.5", "pruned_norm"] == pytest.approx(
+    assert frame.loc["fc3 100->10", "pruned_norm"] == pytest.approx(
         math.sqrt(total**2 - float(chosen.norm()) ** 2)
     )
-    assert (frame.loc["body.5", "kept"], frame.loc["body.5", "pruned"]) == (1000, 3000)
+    assert (frame.loc["fc3 100->10", "kept"], frame.loc["fc3 100->10", "pruned"]) == (1000, 3000)

@@ -109,8 +109,8 @@ def test_recorder_packs_masks_of_mask_layers(tmp_path: Path) -> None:
     snapshots = load_snapshots(tmp_path)
     assert snapshots.frame()["step"].tolist() == [0, 2, 4]
     stored = snapshots[-1].read()
-    assert stored["0"].dtype == torch.bool and torch.equal(stored["0"], model[0].selection())
-    assert torch.equal(stored["1"], model[1].selection())
+    assert stored["fc1 12->8"].dtype == torch.bool and torch.equal(stored["fc1 12->8"], model[0].selection())
+    assert torch.equal(stored["fc2 8->4"], model[1].selection())
     assert (tmp_path / "selections").is_dir()
 
 

@@ -309,6 +309,10 @@ def test_the_stop_button_works_while_a_background_run_trains() -> None:
     release.set()
     explorer._worker.join(60)
     assert "stopped after epoch 1 of 3" in explorer.status.value and settled(explorer)
+    explorer.method.value = "finetune"  # refused (no source) in the thread: Train is enabled again
+    explorer.train_button.click()
+    explorer._worker.join(60)
+    assert "needs --source" in explorer.status.value and settled(explorer)
 
 
 def test_the_bar_and_the_plot_follow_the_selected_run() -> None:

@@ -9,7 +9,9 @@
 | landscape     | classical MDS of mask distances, per-layer similarity curves         | Iterative Weight Recycling |
 | profiles      | sorted incoming-weight profiles; norms of kept and pruned weights    | LaPerm; IWR                |
 
-Every analysis takes a run (``RunResult`` or run folder), a model, or plain tensors. Figures: ``slotlab.plot``.
+Every analysis takes a run (``RunResult`` or run folder), a model, or plain tensors, and names layers as
+``layer_names`` does ("fc1 784->300", "conv2 64->64"; convolutions and linear layers numbered apart), the
+snapshots of the recorder too. Figures: ``slotlab.plot``.
 """
 
 from slotlab.analysis.flips import compare_flip_rates, flip_rates
@@ -27,7 +29,7 @@ from slotlab.analysis.similarity import (
     pairwise_similarity,
     similarity_matrix,
 )
-from slotlab.analysis.sources import per_run, selections_of
+from slotlab.analysis.sources import layer_names, per_run, selections_of
 
 __all__ = [
     "Recorder",
@@ -42,6 +44,7 @@ __all__ = [
     "hamming",
     "jaccard",
     "kept_pruned_norms",
+    "layer_names",
     "layer_similarity_curves",
     "load_snapshots",
     "magnitude_ranks",

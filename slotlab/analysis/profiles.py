@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from slotlab.analysis.sources import as_model
+from slotlab.analysis.sources import as_model, layer_names
 from slotlab.errors import SlotlabError
 
 PROFILE_COLUMNS = ["checkpoint", "layer", "neuron", "position", "quantile", "value"]
@@ -38,11 +38,14 @@ def _is_weight_layer(module: nn.Module) -> bool:
 def layer_weights(model: nn.Module) -> dict[str, torch.Tensor]:
     """The weight each layer computes with (selected values, masked weights, dense weights), on the CPU."""
     weights = {}
+    names = layer_names(model)
     for name, module in model.named_modules():
         if not _is_weight_layer(module):
             continue
         effective = getattr(module, "effective_weight", None)
-        weights[name] = (effective() if callable(effective) else module.weight).detach().float().cpu()
+        weights[names.get(name, name)] = (
+            (effective() if callable(effective) else module.weight).detach().float().cpu()
+        )
     if not weights:
         raise SlotlabError(f"{type(model).__name__} has no linear or conv layer to profile")
     return weights
@@ -133,9 +136,11 @@ def _norm_row(name: str, weight: torch.Tensor, kept: torch.Tensor) -> tuple:
 def _model_kept(model: nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """(random weights, keep-mask over them) per selecting layer of a model."""
     pairs = {}
-    for name, module in model.named_modules():
+    names = layer_names(model)
+    for path, module in model.named_modules():
         if not callable(getattr(module, "selection", None)):
             continue
+        name = names.get(path, path)
         selection = module.selection()
         if selection.dtype == torch.bool:  # a mask over the layer's frozen random weights
             weight = getattr(module, "weight", None)

@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from slotlab.analysis.sources import Selections, is_run, selecting_layers, selection_kind
+from slotlab.analysis.sources import Selections, is_run, layer_names, selecting_layers, selection_kind
 from slotlab.callback import Callback
 from slotlab.checkpoint import atomic_save, safe_load
 from slotlab.errors import SlotlabError
@@ -201,7 +201,9 @@ class Snapshot:
         state = safe_load(self.path)
         if not isinstance(state, dict) or state.get("format") != SNAPSHOT_FORMAT:
             raise SlotlabError(f"{self.path} is not a slotlab selection snapshot; delete it")
-        return decode(state["layers"])
+        selections = decode(state["layers"])  # stored by module path; read by readable name
+        names = layer_names(selections)
+        return {names[path]: selection for path, selection in selections.items()}
 
 
 class Snapshots(Sequence):

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from slotlab.analysis.sources import as_model
+from slotlab.analysis.sources import as_model, layer_names
 from slotlab.errors import SlotlabError
 
 SlotPairs = dict[str, tuple[torch.Tensor, torch.Tensor]]  # layer -> (values (K, *shape), index (*shape))
@@ -50,8 +50,9 @@ def slot_pairs(source: Any, which: str = "best") -> SlotPairs:
     if isinstance(source, Mapping):
         return {str(name): _checked(str(name), *pair) for name, pair in source.items()}
     model = as_model(source, which)
+    names = layer_names(model)
     pairs = {
-        name: _checked(name, m.values, m.selection())
+        names.get(name, name): _checked(names.get(name, name), m.values, m.selection())
         for name, m in model.named_modules()
         if callable(getattr(m, "selection", None)) and isinstance(getattr(m, "values", None), torch.Tensor)
     }

@@ -58,16 +58,71 @@ def selecting_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name, m) for name, m in model.named_modules() if callable(getattr(m, "selection", None))]
 
 
+def _layer_shape(module: nn.Module) -> tuple[str, int, int] | None:
+    """("conv" | "fc", inputs, outputs) of a convolution or a fully connected layer (plain, slot or masked)."""
+    if hasattr(module, "in_channels") and hasattr(module, "out_channels"):
+        return "conv", int(module.in_channels), int(module.out_channels)
+    if hasattr(module, "in_features") and hasattr(module, "out_features"):
+        return "fc", int(module.in_features), int(module.out_features)
+    shape = getattr(module, "weight_shape", None)  # masked layers keep the weight's shape, (out, in, ...)
+    if shape is None and isinstance(getattr(module, "weight", None), torch.Tensor):
+        shape = module.weight.shape
+    return _shape_kind(tuple(shape)) if shape is not None else None
+
+
+def _shape_kind(shape: tuple[int, ...]) -> tuple[str, int, int] | None:
+    if len(shape) == 2:
+        return "fc", shape[1], shape[0]
+    if len(shape) == 4:
+        return "conv", shape[1], shape[0]
+    return None
+
+
+def _numbered(shapes: Mapping[str, tuple[str, int, int] | None]) -> dict[str, str]:
+    names, counts = {}, {"conv": 0, "fc": 0}
+    for path, shape in shapes.items():
+        if shape is None:
+            names[path] = path
+            continue
+        kind, inputs, outputs = shape
+        counts[kind] += 1
+        names[path] = f"{kind}{counts[kind]} {inputs}->{outputs}"
+    return names
+
+
+def layer_names(source: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, str]:
+    """Readable names of a network's random-weight layers, ``{module path: name}`` in module order.
+
+    Convolutions and fully connected layers are numbered apart from 1 and carry their inputs and outputs:
+    Lenet-300-100's ``body.1``, ``body.3``, ``body.5`` are "fc1 784->300", "fc2 300->100", "fc3 100->10", Conv-4's
+    first two are "conv1 3->64", "conv2 64->64". The layers are those with a selection where the model has
+    any (slots, Edge-Popup, Biprop), else its linear and conv layers. ``source`` may also be tensors shaped like
+    the weights, ``{path: (out, in) or (out, in, kh, kw)}`` (a snapshot's selections); other shapes keep their
+    key.
+    """
+    if isinstance(source, nn.Module):
+        selecting = dict(selecting_layers(source))
+        modules = selecting or dict(source.named_modules())
+        shapes = {path: _layer_shape(m) for path, m in modules.items()}
+        return _numbered({p: s for p, s in shapes.items() if s is not None or p in selecting})
+    if isinstance(source, Mapping):
+        return _numbered({str(p): _shape_kind(tuple(torch.as_tensor(t).shape)) for p, t in source.items()})
+    raise SlotlabError(
+        f"layer_names takes a model or {{name: weight-shaped tensor}}, got {type(source).__name__}"
+    )
+
+
 @torch.no_grad()
 def model_selections(model: nn.Module) -> Selections:
-    """Every selecting layer's current selection, on the CPU."""
+    """Every selecting layer's current selection, on the CPU, by readable layer name (``layer_names``)."""
     layers = selecting_layers(model)
     if not layers:
         raise SlotlabError(
             f"{type(model).__name__} has no layer with a selection (slot indices or a mask); "
             f"analyses of selections need a slots, Edge-Popup or Biprop model"
         )
-    return {name: layer.selection().detach().cpu() for name, layer in layers}
+    names = layer_names(model)
+    return {names.get(name, name): layer.selection().detach().cpu() for name, layer in layers}
 
 
 def selections_of(source: Any, which: str = "best") -> Selections:

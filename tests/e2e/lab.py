@@ -352,6 +352,13 @@ class NotebookPage:
             ".lm-Menu-content .lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")
         ).click()
 
+    def interrupt_kernel(self) -> None:
+        """Kernel > Interrupt Kernel, through the menu bar as a user would."""
+        self.page.locator("#jp-MainMenu .lm-MenuBar-itemLabel", has_text=re.compile(r"^Kernel$")).click()
+        self.page.locator(
+            ".lm-Menu-content .lm-Menu-itemLabel", has_text=re.compile(r"^Interrupt Kernel$")
+        ).click()
+
     def prompts(self) -> list[str]:
         return [p.strip() for p in self.panel.locator(".jp-CodeCell .jp-InputArea-prompt").all_inner_texts()]
 

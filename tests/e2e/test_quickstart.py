@@ -84,8 +84,9 @@ def test_explorer_trains_with_a_live_plot_and_a_result_table(quickstart: Noteboo
     nb.screenshot("explorer")
     assert "scale smoke" in explorer.inner_text()
     controls = nb.controls(explorer)
-    # method, model, dataset, finetune source, run, layer; K and density; the selection toggles
-    assert controls["dropdown"] >= 6 and controls["slider"] >= 2 and controls["toggle"] >= 2, controls
+    # method, model, dataset, run, layer; K (density and the finetune source are hidden for slots); the
+    # selection toggles
+    assert controls["dropdown"] >= 5 and controls["slider"] >= 1 and controls["toggle"] >= 2, controls
     train = explorer.locator("button.jupyter-button", has_text="Train")
     assert train.is_visible() and train.is_enabled()
 
