@@ -173,7 +173,7 @@ def time_mask_ops(repeats: int) -> dict[str, float]:
     def warm() -> None:  # scores move by a small random step each call, as in training
         for s, k, selector in zip(scores, kept, selectors, strict=True):
             s.add_(torch.randn(s.shape, generator=generator), alpha=1e-4 * float(s.abs().mean()))
-            selector.mask(s, k)
+            selector.select([s], k)
 
     ops = {
         "warm threshold (TopKSelector)": warm,
