@@ -257,8 +257,8 @@ class RunConfig:
             if f.name == "options":
                 continue
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-            if f.name == "init":  # the init "default" meant when hashes were fixed (see Method.unhashed_init)
-                default = self.method_rule.hash_neutral_init
+            if f.name == "init":
+                default = self.method_rule.inits[0]
             value = getattr(self, f.name)
             if value != default:
                 out[f.name] = _jsonable(value)
@@ -268,7 +268,12 @@ class RunConfig:
     @property
     def hash(self) -> str:
         """12 hex digits of SHA-256 over the non-default fields; stable across versions that add fields."""
-        canonical = json.dumps(self.changed_fields(), sort_keys=True, separators=(",", ":"))
+        hashed = self.changed_fields()
+        # the init is named unless it is the one "default" meant when hashes were fixed (Method.unhashed_init)
+        hashed.pop("init", None)
+        if self.init != self.method_rule.hash_neutral_init:
+            hashed["init"] = self.init
+        canonical = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
     @property

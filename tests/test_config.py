@@ -102,6 +102,9 @@ def test_a_changed_default_init_keeps_every_cached_run_meaning_what_it_meant(tmp
     assert RunConfig.from_dict(old).init == "paper" and RunConfig.from_dict(old).hash == "44136fa355b3"
     # configs always name their init, so a stored config is never ambiguous again
     assert RunConfig().to_dict()["init"] == "code"
+    # what differs from today's defaults: the default init is not a choice, the old one is
+    assert "init" not in RunConfig().changed_fields()
+    assert RunConfig(init="paper").changed_fields() == {"init": "paper"}
     # replace keeps the init, whether or not it is the default
     assert RunConfig(init="paper").replace(k=4).init == "paper"
     assert RunConfig().replace(k=4).init == "code"

@@ -48,11 +48,11 @@ def test_opens_with_its_kernel_and_runs_every_cell_cleanly(quickstart: NotebookP
     assert nb.widget_problems() == []
 
 
-@pytest.mark.parametrize("index", [0, 1], ids=["selection", "values"])
+@pytest.mark.parametrize("index", [0, 1, 2], ids=["chosen-weights", "selection", "values"])
 def test_figures_render_large_enough_for_a_projector(quickstart: NotebookPage, index: int) -> None:
     nb = quickstart
     figures = nb.figures()
-    assert len(figures) == 2, figures  # the selection maps and the histogram of chosen values
+    assert len(figures) == 3, figures  # the chosen weights, slot usage and changes, the chosen values
     nb.panel.locator(".jp-OutputArea-output.jp-RenderedImage").nth(index).scroll_into_view_if_needed()
     nb.screenshot(f"figure-{index + 1}")
     figure = figures[index]
