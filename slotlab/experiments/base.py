@@ -197,7 +197,10 @@ class Experiment:
         if self.log_x and _numeric(summary["x"]):
             ax.set_xscale("log", base=2)
             ax.xaxis.set_major_formatter(ScalarFormatter())  # 2, 4, 8 rather than 2^1, 2^2, 2^3
-            ax.set_xticks(sorted({float(x) for x in summary["x"]}))
+            xs = sorted({float(x) for x in summary["x"]})
+            # every x as a tick where they are few and far apart (K, widths); else the axis's own ticks
+            if len(xs) <= 8 and all(b / a >= 1.3 for a, b in zip(xs, xs[1:], strict=False) if a > 0):
+                ax.set_xticks(xs)
         if not _numeric(summary["x"]):
             order = list(dict.fromkeys(summary["x"].tolist()))
             ax.set_xticks(range(len(order)), [str(x) for x in order])
