@@ -9,6 +9,7 @@ import torch
 
 from slotlab.analysis import load_snapshots
 from slotlab.callback import Callback
+from slotlab.checkpoint import safe_load
 from slotlab.config import RunConfig, scaled_config
 from slotlab.methods import METHODS
 from slotlab.runs import load_or_run, runs_root
@@ -288,7 +289,7 @@ def test_stop_ends_the_epoch_and_train_continues_the_run() -> None:
     assert "stopped after epoch 1 of 3" in explorer.status.value and settled(explorer)
     folder = runs_root() / explorer.config().name
     assert not (folder / "result.json").exists()
-    assert torch.load(folder / "last.pt", weights_only=False)["epoch"] == 1  # the stopped epoch's checkpoint
+    assert safe_load(folder / "last.pt")["epoch"] == 1  # the stopped epoch's checkpoint
     result = explorer.train()
     assert hook.starts == [0, 1] and result.metrics["epochs"] == 3
     assert [s.epoch for s in load_snapshots(result)] == [0, 1, 2, 3]  # one snapshot an epoch across the stop

@@ -230,11 +230,15 @@ class MaskMethod(Method):
         o = config.options
         return {"kept_rule": o.kept_rule, "scale_rule": o.scale_rule, "fan_mode": o.fan_mode}
 
+    def kept_density(self, config: RunSpec) -> float:
+        """The fraction of each layer the mask keeps (a supermask samples its own: 1)."""
+        return config.options.density
+
     def layer_factory(self, config: RunSpec) -> LayerFactory:
         o = config.options
         return MaskFactory(
             self.layer_class,
-            o.density,
+            self.kept_density(config),
             self.init_name(config),
             bn_affine=o.learned_bn,
             binary_activations=o.binary_activations,

@@ -26,8 +26,7 @@ from torch import nn
 
 from slotlab.errors import SlotlabError
 from slotlab.init import initialize
-from slotlab.layers.edge_popup import FAN_MODES, MaskFactory
-from slotlab.layers.factory import LayerFactory
+from slotlab.layers.edge_popup import FAN_MODES
 from slotlab.layers.supermask import EVAL_MASKS, SupermaskLayer
 from slotlab.methods.base import Options, RunSpec, Shape, Source, Toggle, option
 from slotlab.methods.masks import MaskMethod, check_learned_bn
@@ -65,16 +64,8 @@ class Supermask(MaskMethod):
         o = config.options
         return {"fan_mode": o.fan_mode, "eval_mask": o.eval_mask}
 
-    def layer_factory(self, config: RunSpec) -> LayerFactory:
-        o = config.options
-        return MaskFactory(
-            self.layer_class,
-            1.0,
-            self.init_name(config),
-            bn_affine=o.learned_bn,
-            binary_activations=o.binary_activations,
-            **self.layer_options(config),
-        )
+    def kept_density(self, config: RunSpec) -> float:
+        return 1.0  # the mask is sampled from sigmoid(scores), no fraction is fixed
 
     def initial_network(self, config: RunSpec, shape: Shape, classes: int, source: Source = None) -> Network:
         model = build_model(config.model, self.layer_factory(config), shape, classes, config.width)
