@@ -33,17 +33,23 @@ def run_notebook(
     path: Path, scale: str, threads: int, runs: Path | None = None, keep: Path | None = None
 ) -> tuple[float, float]:
     """(wall seconds, CPU seconds) of one top-to-bottom run of ``path`` in a fresh kernel; ``runs``: start from a
-    copy of that runs folder; ``keep``: write the executed notebook there."""
+    copy of that runs folder; ``keep``: write the executed notebook there, with its runs and figures beside it
+    (``<notebook>.runs/``, ``<notebook>.figures/``)."""
     with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) if keep is None else keep
+        runs_dir, figures_dir = work / f"{path.stem}.runs", work / f"{path.stem}.figures"
+        for folder in (runs_dir, figures_dir):
+            if folder.exists():
+                shutil.rmtree(folder)  # from an empty runs folder, every time
         if runs is not None:
-            shutil.copytree(runs, Path(tmp) / "runs")
-        out = (keep / path.name) if keep is not None else Path(tmp) / "out.ipynb"
+            shutil.copytree(runs, runs_dir)
+        out = work / path.name
         env = {
             **os.environ,
             "SLOTLAB_SCALE": scale,
-            "SLOTLAB_RUNS": str(Path(tmp) / "runs"),
-            "SLOTLAB_FIGURES": str(Path(tmp) / "figures"),
-            "OMP_NUM_THREADS": str(threads),
+            "SLOTLAB_RUNS": str(runs_dir),
+            "SLOTLAB_FIGURES": str(figures_dir),
+            **({"OMP_NUM_THREADS": str(threads)} if threads else {}),
             "CI": "1",  # no progress bars in the captured output
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         }
@@ -87,9 +93,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: every numbered notebook")
     parser.add_argument("--scale", default="smoke", choices=("smoke", "laptop", "paper"))
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="OMP_NUM_THREADS of the kernel (0: unset, as a reader's Jupyter)",
+    )
     parser.add_argument("--runs", type=Path, help="start each notebook from a copy of this runs folder")
-    parser.add_argument("--keep", type=Path, help="write the executed notebooks into this folder")
+    parser.add_argument(
+        "--keep", type=Path, help="write the executed notebooks, their runs and figures into this folder"
+    )
     args = parser.parse_args()
     paths = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     if args.keep is not None:
@@ -108,7 +121,8 @@ def main() -> None:
     if len(paths) > 1:
         print(f"| all | {args.scale} | {total_wall:.0f} | {total_cpu:.0f} | |")
     print(
-        f"\n{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} thread(s); "
+        f"\n{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{args.threads or 'default'} kernel thread(s); "
         f"load average {start_load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
         + ("" if args.runs is None else f"; runs folder copied from {args.runs}")
     )

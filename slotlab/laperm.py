@@ -231,11 +231,16 @@ class InitialRows:
         """Entries per tracked parameter."""
         return {t.name: t.param.numel() for t in self.tracked}
 
-    def state_dict(self) -> dict[str, Any]:
-        return {
+    def state_dict(self, orders: bool = False) -> dict[str, Any]:
+        """Names and sorted initial rows; ``orders``: also each tensor's column order of the last sync (int32),
+        the reference of the next moved count when the saved weights are not the last sync's."""
+        state: dict[str, Any] = {
             "names": [t.name for t in self.tracked],
             "sorted_initial": [t.sorted_initial for t in self.tracked],
         }
+        if orders:
+            state["orders"] = [None if t.order is None else t.order.to(torch.int32) for t in self.tracked]
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         names = [t.name for t in self.tracked]
@@ -253,6 +258,9 @@ class InitialRows:
                 )
             t.sorted_initial = rows.to(device=t.param.device, dtype=t.param.dtype).contiguous()
             t.order = None
+        for t, order in zip(self.tracked, state.get("orders") or [None] * len(self.tracked), strict=True):
+            if order is not None:
+                t.order = order.to(device=t.param.device, dtype=torch.int64)
 
     def assume_synced(self) -> None:
         """Take the parameters as they are for the last sync (a run resumed right after a sync): the reference of
@@ -351,14 +359,26 @@ class LaPermSync(Callback):
     run syncs against the same values. Syncing before evaluation means an epoch end is always a sync point:
     with a period longer than an epoch, or one that does not divide it, the network is also synced there.
 
+    ``sync_at_evaluation=False`` is the released code's behaviour (ihsuy/Train-by-Reconnect: the notebooks sync
+    every k batches, whatever the epoch): syncs happen at multiples of k only, and an evaluation (and the best or
+    last checkpoint) between two sync points sees the inner weights, which are not a permutation of the initial
+    ones. The checkpoint then also holds the last sync's column orders, so a resumed run counts moves exactly.
+
     Every sync records, per permuted tensor, how many of its connections moved (hold another value than after
     the previous sync): the trajectory of the run, kept in the callback state (``moved_history``, and
     ``moved_records(run)`` for a finished run).
     """
 
-    def __init__(self, sync_period: int, permute_bias: bool = False, permute_norm: bool = False) -> None:
+    def __init__(
+        self,
+        sync_period: int,
+        permute_bias: bool = False,
+        permute_norm: bool = False,
+        sync_at_evaluation: bool = True,
+    ) -> None:
         self.sync_period = check_sync_period(sync_period)
         self.permute_bias, self.permute_norm = permute_bias, permute_norm
+        self.sync_at_evaluation = sync_at_evaluation
         self.rows: InitialRows | None = None
         self._loaded: dict[str, Any] | None = None
         self.synced_at = 0
@@ -371,21 +391,25 @@ class LaPermSync(Callback):
         )
         if self._loaded is not None:
             self.rows.load_state_dict(self._loaded)
-            self.rows.assume_synced()  # a run resumes right after a pre-evaluation sync
+            if self.sync_at_evaluation:
+                self.rows.assume_synced()  # a run resumes right after a pre-evaluation sync
             self.moved = {key: list(value) for key, value in self._loaded.get("moved", self.moved).items()}
         elif trainer.step > 0:
             raise SlotlabError(
                 f"LaPerm: resuming at step {trainer.step} without the initial rows in the checkpoint; "
                 "start the run again in a fresh run folder"
             )
-        self.synced_at = trainer.step  # runs start at init and resume right after a pre-evaluation sync
+        # runs start at init, and resume right after a pre-evaluation sync or (released) at an epoch end whose
+        # weights are the inner ones: the next sync is at the next multiple of k either way
+        self.synced_at = trainer.step
 
     def on_step_end(self, trainer) -> None:
         if trainer.step % self.sync_period == 0:
             self._sync(trainer)
 
     def on_before_evaluate(self, trainer) -> None:
-        self._sync(trainer)
+        if self.sync_at_evaluation:
+            self._sync(trainer)
 
     def _sync(self, trainer) -> None:
         if self.rows is None:
@@ -407,7 +431,11 @@ class LaPermSync(Callback):
     def state_dict(self) -> dict[str, Any]:
         if self.rows is None:
             return dict(self._loaded or {})
-        return {**self.rows.state_dict(), "sizes": list(self.rows.sizes().values()), "moved": self.moved}
+        return {
+            **self.rows.state_dict(orders=not self.sync_at_evaluation),
+            "sizes": list(self.rows.sizes().values()),
+            "moved": self.moved,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._loaded = dict(state) if state else None

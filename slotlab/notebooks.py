@@ -13,7 +13,7 @@ by side. Each config comes from ``slotlab.config.scaled_config``: the method's r
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from slotlab.plot import save_figure
 from slotlab.reproduce import Reproduction
 from slotlab.runs import RunResult, load_or_run, open_run, runs_root
 from slotlab.scales import Scale, get_scale
+from slotlab.sweep import run_configs
 
 # --- the notebooks' experiments ------------------------------------------------------------------------------
 
@@ -117,14 +118,32 @@ def notebook_configs(notebook: str, scale: str | Scale | None = None) -> Noteboo
 
 
 def run_all(configs: Any, run: Callable[[RunConfig], Any] | None = None) -> Any:
-    """``load_or_run`` (or ``run``) over every config of a nested dict or list, keeping its shape."""
-    run = load_or_run if run is None else run
+    """``load_or_run`` (or ``run``) over every config of a nested dict or list, keeping its shape; without
+    ``run``, the unfinished runs train first in parallel workers (``slotlab.sweep.run_configs``)."""
+    if run is None:
+        run_configs(list(_configs_in(configs)))
+        run = load_or_run
+    return _map_configs(configs, run)
+
+
+def _configs_in(configs: Any) -> Iterator[RunConfig]:
+    if isinstance(configs, RunConfig):
+        yield configs
+    elif isinstance(configs, Mapping):
+        for value in configs.values():
+            yield from _configs_in(value)
+    elif isinstance(configs, (list, tuple)):
+        for value in configs:
+            yield from _configs_in(value)
+
+
+def _map_configs(configs: Any, run: Callable[[RunConfig], Any]) -> Any:
     if isinstance(configs, RunConfig):
         return run(configs)
     if isinstance(configs, Mapping):
-        return {key: run_all(value, run) for key, value in configs.items()}
+        return {key: _map_configs(value, run) for key, value in configs.items()}
     if isinstance(configs, (list, tuple)):
-        return [run_all(value, run) for value in configs]
+        return [_map_configs(value, run) for value in configs]
     raise SlotlabError(f"expected configs in dicts or lists, got {type(configs).__name__}")
 
 

@@ -26,7 +26,7 @@ from slotlab.experiments import EXPERIMENTS, Experiment, get_experiment
 from slotlab.plot import save_figure
 from slotlab.runs import open_run, run_dir, runs_root
 from slotlab.scales import SCALES, Scale, get_scale
-from slotlab.sweep import sweep
+from slotlab.sweep import default_workers, run_configs
 
 OUT = Path("reproductions")
 
@@ -71,12 +71,13 @@ def reproduce(
     seed_list = list(range(int(count)))
     planned = experiment.configs(scale, seed_list)
     start = time.perf_counter()
-    # runs that start from another run (finetune) go once their sources are finished
-    sourced = [c for _, _, c in planned if c.method_rule.source_of(c)]
-    for stage in ([c for _, _, c in planned if not c.method_rule.source_of(c)], sourced):
-        if stage:
-            points = [config.changed_fields() for config in stage]
-            sweep(points=points, root=root, workers=workers, device=device, progress=progress)
+    run_configs(
+        [config for _, _, config in planned],
+        root=root,
+        workers=workers or default_workers(device, scale),
+        device=device,
+        progress=progress,
+    )
     finished, failed = [], []
     for point, seed, config in planned:
         if (run_dir(config, root) / "result.json").is_file():
@@ -86,7 +87,9 @@ def reproduce(
     table = experiment.table(finished)
     summary = experiment.summary(table)
     verdicts = experiment.verdicts(summary)
-    figure = experiment.plot(summary, title=f"{experiment.name} ({scale.name} scale, {count} seeds)")
+    figure = experiment.plot(
+        summary, title=f"{experiment.name} ({scale.name} scale, {count} seed{'s' * (count != 1)})"
+    )
     folder = None
     if out is not None:
         folder = Path(out) / experiment.name

@@ -36,6 +36,8 @@ class Scale:
     ks: tuple[int, ...] = (1, 2, 4, 8, 16)  # K values of a sweep
     seeds: tuple[int, ...] = (0, 1)  # seeds of repeated runs (score seeds in a mask landscape)
     densities: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7)  # densities of a mask sweep (fraction kept)
+    # sweep processes on a CPU when none are asked for; 0: one per core (``slotlab.sweep.default_workers``)
+    cpu_workers: int = 0
 
     @property
     def is_paper(self) -> bool:
@@ -59,6 +61,7 @@ SCALES: dict[str, Scale] = {
         ks=(1, 2, 8),
         seeds=(0, 1, 2),
         densities=(0.1, 0.5),
+        cpu_workers=1,  # runs of seconds: starting a worker process would cost more than it saves
     ),
     "laptop": Scale(
         "laptop",

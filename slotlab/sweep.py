@@ -35,6 +35,7 @@ from slotlab.errors import SlotlabError
 from slotlab.locks import RunLocked
 from slotlab.methods import get_method, option_specs
 from slotlab.runs import load_or_run, run_dir, runs_root
+from slotlab.scales import Scale, get_scale
 from slotlab.train import progress_enabled
 
 METRIC_COLUMNS = ["val_accuracy", "test_accuracy", "test_loss", "best_epoch", "epochs", "train_seconds"]
@@ -144,12 +145,23 @@ def _run_point(config_dict: dict, root: str, device: str | None, data_root: str 
     return {"status": status, "error": error, "seconds": time.perf_counter() - start}
 
 
-def default_workers(device: str | None) -> int:
+def default_workers(device: str | None, scale: Scale | str | None = None) -> int:
+    """One per GPU; on a CPU the scale's ``cpu_workers`` where it sets them (smoke: 1, its runs last seconds and a
+    worker process would cost more), else one per core, up to 4. ``scale`` None: the one ``$SLOTLAB_SCALE``
+    names."""
     import torch
 
     if (device in (None, "auto") and torch.cuda.is_available()) or str(device).startswith("cuda"):
         return max(torch.cuda.device_count(), 1)
-    return max(1, min(MAX_CPU_WORKERS, (os.cpu_count() or 1) // 2))
+    return max(1, min(MAX_CPU_WORKERS, get_scale(scale).cpu_workers or usable_cores()))
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity, e.g. a container's limit), else ``os.cpu_count``."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _gpu_assignment(device: str | None, workers: int) -> list[str] | None:
@@ -243,9 +255,10 @@ def sweep(
     """Run every point of ``grid`` x ``points`` over ``base`` (a RunConfig or a dict of fields); returns the
     outcomes and the summary.
 
-    ``workers``: processes (default: one per GPU, else up to 4 sharing the CPU cores; 1 runs the points in this
-    process). With ``wait_for_locks``, points locked by another live process are retried every ``poll_seconds``
-    until that process finishes them (then they are read back) or dies (then this sweep takes them over).
+    ``workers``: processes (default: one per GPU, else one per CPU core, up to 4, one thread each; 1 runs the
+    points in this process). With ``wait_for_locks``, points locked by another live process are retried every
+    ``poll_seconds`` until that process finishes them (then they are read back) or dies (then this sweep takes
+    them over).
     """
     base = base if base is not None else {}
     root = runs_root(root)
@@ -287,6 +300,24 @@ def sweep(
         if bar is not None:
             bar.close()
     return result
+
+
+def run_configs(
+    configs: Sequence[RunConfig],
+    root: str | Path | None = None,
+    workers: int | None = None,
+    device: str | None = None,
+    progress: bool | None = None,
+) -> None:
+    """Train every run of ``configs`` not yet finished under ``root``, in parallel workers (``sweep``); runs that
+    start from another run (finetuning) go once their sources are finished. Read them back with
+    ``load_or_run``."""
+    todo = {c.name: c for c in configs if not (run_dir(c, root) / "result.json").is_file()}.values()
+    sourced = [c for c in todo if c.method_rule.source_of(c)]
+    for stage in ([c for c in todo if not c.method_rule.source_of(c)], sourced):
+        if stage:
+            points = [config.changed_fields() for config in stage]
+            sweep(points=points, root=root, workers=workers, device=device, progress=progress)
 
 
 def _run_batch(points: list[Point], root: Path, workers: int, device, data_root, bar) -> None:

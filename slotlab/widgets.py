@@ -799,9 +799,10 @@ class Explorer:
             known = ", ".join(r.config.name for r in self.results) or "none yet"
             raise SlotlabError(f"no run {name!r} in this explorer; runs: {known}")
         self._viewed_result = result
-        if not self._fitting:  # while a run trains, the plot and the bar follow it
+        if not self._fitting:  # while a run trains, the plot, the bar and the status follow it
             self.plot.update(result.history, run_title(result.config))
             self._progress_finished(result)
+            self._say(f"{run_title(result.config)}: test accuracy {result.test_accuracy:.2%}")
         self._viewed = result.model("best")
         names = list(selecting_layers(self._viewed))
         self._snapshots, self._snapshot_cache = None, {}

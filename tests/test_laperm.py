@@ -331,19 +331,52 @@ def test_trainer_evaluates_and_checkpoints_synced_networks_only(device: torch.de
             assert is_row_permutation(p, init[name]), (which, name)
 
 
-def test_interrupted_laperm_run_resumes_bit_identical(
-    tmp_path: Path, device: torch.device, deterministic
-) -> None:
-    config = RunConfig(**QUICK, epochs=3, train_size=192, sync_period=2, init_density="0.5")  # 3 steps/epoch
+def whole_and_resumed(config: RunConfig, tmp_path: Path, device: torch.device, cut_at_step: int):
+    """The run trained at once, and trained again with an interrupt at ``cut_at_step`` and resumed; asserts that
+    both end with the same weights and history."""
     whole = load_or_run(config, root=tmp_path / "whole", device=device)
     with pytest.raises(KeyboardInterrupt):
-        load_or_run(config, root=tmp_path / "cut", device=device, callbacks=[Interrupt(at_step=3 + 2)])
+        load_or_run(config, root=tmp_path / "cut", device=device, callbacks=[Interrupt(at_step=cut_at_step)])
     resumed = load_or_run(config, root=tmp_path / "cut", device=device)
     a, b = whole.model("last").state_dict(), resumed.model("last").state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert whole.history.drop(columns="seconds").equals(resumed.history.drop(columns="seconds"))
+    return whole, resumed
+
+
+def test_interrupted_laperm_run_resumes_bit_identical(
+    tmp_path: Path, device: torch.device, deterministic
+) -> None:
+    config = RunConfig(**QUICK, epochs=3, train_size=192, sync_period=2, init_density="0.5")  # 3 steps/epoch
+    _, resumed = whole_and_resumed(config, tmp_path, device, cut_at_step=3 + 2)
     last = torch.load(resumed.path / "last.pt", weights_only=True)
     assert last["optimizer"]["state"]  # Adam's moments travel with the run
+
+
+def test_the_released_rule_syncs_at_multiples_of_k_only_and_evaluates_the_inner_weights(
+    device: torch.device,
+) -> None:
+    # 5 steps per epoch, k = 3: syncs at steps 3, 6, 9, 12, 15; epoch ends at 5 and 10 are no sync points
+    config = RunConfig(**QUICK, epochs=3, train_size=320, sync_period=3, sync_at_evaluation=False)
+    splits = make_splits("synthetic", 300, train_size=320)
+    model = initial_network(config, (1, 28, 28), 10)
+    initial = {n: p.detach().clone().to(device) for n, p in model.named_parameters()}
+    record = Record(initial)
+    trainer = make_trainer(config, model, splits, device, [record], progress=False)
+    trainer.fit()
+    assert record.seen == [False, False, True]  # the default rule syncs there: [True, True, True]
+    assert trainer.callbacks[0].moved["step"] == [3, 6, 9, 12, 15]
+
+
+def test_a_released_rule_run_resumes_bit_identical_with_its_moved_counts(
+    tmp_path: Path, device: torch.device, deterministic
+) -> None:
+    # 3 steps per epoch, k = 2: the epoch-1 checkpoint (step 3) holds inner weights, the last sync was step 2
+    config = RunConfig(**QUICK, epochs=3, train_size=192, sync_period=2, sync_at_evaluation=False)
+    whole, resumed = whole_and_resumed(config, tmp_path, device, cut_at_step=3 + 2)
+    moved_whole, moved_resumed = moved_records(whole), moved_records(resumed)
+    assert sorted(set(moved_whole["step"])) == [2, 4, 6, 8]  # no sync at the epoch ends, steps 3 and 6
+    assert moved_whole.equals(moved_resumed)
 
 
 def test_cli_trains_laperm_with_adam(tmp_path: Path, capsys) -> None:

@@ -73,6 +73,22 @@ def test_a_smoke_reproduction_writes_its_table_figure_and_verdicts(tmp_path: Pat
     assert again.table["test %"].tolist() == result.table["test %"].tolist()  # read back from the cache
 
 
+def test_the_workers_default_to_the_scales_on_a_cpu(tmp_path: Path, monkeypatch) -> None:
+    """Smoke runs last seconds, so they stay in this process; laptop runs get one worker per core (up to 4)."""
+    import slotlab.sweep as sweeping
+
+    asked = []
+    monkeypatch.setattr(sweeping, "sweep", lambda **kwargs: asked.append(kwargs["workers"]))
+    monkeypatch.setitem(EXPERIMENTS, TOY.name, TOY)
+    monkeypatch.setenv("SLOTLAB_SCALE", "smoke")  # the explicit scale wins over the environment's
+    for scale in ("smoke", "laptop"):
+        reproduce(TOY.name, scale=scale, seeds=1, root=tmp_path, out=None, device="cpu")
+    reproduce(TOY.name, scale="smoke", seeds=1, root=tmp_path, out=None, device="cpu", workers=3)
+    per_core = min(sweeping.MAX_CPU_WORKERS, sweeping.usable_cores())
+    assert asked == [1, per_core, 3]
+    assert sweeping.default_workers("cpu") == 1  # $SLOTLAB_SCALE's, without a scale
+
+
 def test_the_list_has_every_experiment_with_its_runs_per_scale() -> None:
     listing = experiment_list()
     assert listing["name"].tolist() == list(EXPERIMENTS)

@@ -97,6 +97,23 @@ def test_run_all_keeps_the_shape_and_the_table_has_a_row_per_run() -> None:
         run_all({"bad": 3})
 
 
+def test_run_all_trains_only_the_missing_runs_in_one_sweep_then_reads_all_back(monkeypatch) -> None:
+    import slotlab.sweep as sweeping
+    from slotlab.notebooks import run_all
+    from slotlab.runs import load_or_run
+
+    smoke = SCALES["smoke"]
+    done, missing = (scaled_config(smoke, "slots", k=k, epochs=1) for k in (2, 4))
+    load_or_run(done, progress=False)
+    swept, real = [], sweeping.sweep
+    monkeypatch.setattr(
+        sweeping, "sweep", lambda **kw: swept.append(kw["points"]) or real(**{**kw, "workers": 1})
+    )
+    runs = run_all({"done": done, "more": [missing, done]})
+    assert swept == [[missing.changed_fields()]]  # one sweep, without the finished run
+    assert runs["done"].config == done and [r.config for r in runs["more"]] == [missing, done]
+
+
 def test_laperm_trains_with_adam_inside_as_in_its_paper() -> None:
     for name in ("laptop", "paper"):
         config = scaled_config(name, "laperm", sync_period=20)

@@ -331,6 +331,9 @@ def test_the_bar_and_the_plot_follow_the_selected_run() -> None:
     explorer.run_choice.value = first.config.name  # picked in the run list
     assert explorer.plot.axes[0].get_title(loc="left") == titles[0]
     assert titles[0] in explorer.progress_label.value and explorer.progress.value == explorer.progress.max
+    assert (
+        titles[0] in explorer.status.value and titles[1] not in explorer.status.value
+    )  # not the last trained
     explorer.controls["k"].value = 4
     explorer.train()  # read back from its folder: the bar shows this run, not the one before
     assert titles[1] in explorer.progress_label.value and titles[1] in explorer.status.value

@@ -3,7 +3,8 @@
 An inner optimiser trains the weights; every ``sync_period`` (the paper's k) steps each weight tensor's rows are
 replaced by their initial values, permuted to follow the order of the inner weights (``slotlab.laperm``). The
 network is also synced before every evaluation, so each reported number belongs to a permutation of the initial
-network.
+network; ``--sync-at-evaluation false`` is the released notebooks' rule (syncs at multiples of k only, so where k
+does not divide the epoch an evaluation may see the inner weights).
 
 Initial variants (as in the paper): a random sparse start (``init_density``: a fraction of each weight tensor left
 non-zero; the zeros then move like any value) and the weight-agnostic start (``shared_value``: every weight one
@@ -93,6 +94,11 @@ class LaPermOptions(StartOptions):
         "sync every K optimiser steps (rows become permutations of their initial values)",
         control=Steps((1, 5, 20, 100, 500, 1000)),
     )
+    sync_at_evaluation: bool = option(
+        True,
+        "also sync before every evaluation, so every reported network is a permutation of the initial one; false: "
+        "the released notebooks' rule (syncs at multiples of k only; evaluations between them see the inner weights)",
+    )
 
     def check(self) -> None:
         check_sync_period(self.sync_period)
@@ -130,7 +136,7 @@ class LaPerm(Method):
 
     def callbacks(self, config: RunSpec) -> list[Callback]:
         o: LaPermOptions = config.options
-        return [LaPermSync(o.sync_period, o.permute_bias, o.permute_norm)]
+        return [LaPermSync(o.sync_period, o.permute_bias, o.permute_norm, o.sync_at_evaluation)]
 
     def recipe(self, scale: Scale, chosen: Mapping[str, Any]) -> dict[str, Any]:
         if scale.is_paper:

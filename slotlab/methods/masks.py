@@ -248,11 +248,13 @@ class MaskMethod(Method):
     def initial_network(self, config: RunSpec, shape: Shape, classes: int, source: Source = None) -> Network:
         model = build_model(config.model, self.layer_factory(config), shape, classes, config.width)
         check_learned_bn(config, model)
-        if getattr(config.options, "bn_bias_only", False):
-            freeze_bn_scale(model)
+        self.shape_network(model, config)
+        return initialize(model, config.weight_seed, config.score_seed)
+
+    def shape_network(self, model: Network, config: RunSpec) -> None:
+        """What the method changes in a built network before its values are drawn: the global scope."""
         if config.options.scope == "global":
             attach_global_scope(model, config.options.density)
-        return initialize(model, config.weight_seed, config.score_seed)
 
     def recipe(self, scale: Scale, chosen: Mapping[str, Any]) -> dict[str, Any]:
         common: dict[str, Any] = {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "optimizer": "sgd"}
@@ -360,6 +362,11 @@ class Biprop(MaskMethod):
 
     def layer_options(self, config: RunSpec) -> dict[str, Any]:
         return {**super().layer_options(config), "gain_divisor": config.options.gain_divisor}
+
+    def shape_network(self, model: Network, config: RunSpec) -> None:
+        super().shape_network(model, config)
+        if config.options.bn_bias_only:
+            freeze_bn_scale(model)
 
     def describe_compact(self, config: RunSpec, stored_bytes: int, connections: int) -> str:
         return (

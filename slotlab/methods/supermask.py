@@ -25,12 +25,11 @@ from typing import Any
 from torch import nn
 
 from slotlab.errors import SlotlabError
-from slotlab.init import initialize
 from slotlab.layers.edge_popup import FAN_MODES
 from slotlab.layers.supermask import EVAL_MASKS, SupermaskLayer
-from slotlab.methods.base import Options, RunSpec, Shape, Source, Toggle, option
-from slotlab.methods.masks import MaskMethod, check_learned_bn
-from slotlab.models import Network, build_model
+from slotlab.methods.base import Options, RunSpec, Toggle, option
+from slotlab.methods.masks import MaskMethod
+from slotlab.models import Network
 from slotlab.scales import Scale
 
 SUPERMASK_INITS = ("kn", "sc", "uc", "ku", "xn", "xc")  # unscaled: there is no density to scale by
@@ -67,10 +66,8 @@ class Supermask(MaskMethod):
     def kept_density(self, config: RunSpec) -> float:
         return 1.0  # the mask is sampled from sigmoid(scores), no fraction is fixed
 
-    def initial_network(self, config: RunSpec, shape: Shape, classes: int, source: Source = None) -> Network:
-        model = build_model(config.model, self.layer_factory(config), shape, classes, config.width)
-        check_learned_bn(config, model)
-        return initialize(model, config.weight_seed, config.score_seed)
+    def shape_network(self, model: Network, config: RunSpec) -> None:
+        pass  # no kept fraction, so no global scope
 
     def recipe(self, scale: Scale, chosen: Mapping[str, Any]) -> dict[str, Any]:
         return super().recipe(scale, {k: v for k, v in chosen.items() if k == "binary_activations"})
