@@ -197,6 +197,8 @@ def kernel_inputs(fn, n: int, generator: torch.Generator) -> tuple[torch.Tensor,
         edge_popup._masked: lambda: (f(), f(), scalar),
         edge_popup._kept_magnitude: lambda: (f(), mask),
         edge_popup._ternary: lambda: (f(), mask, scalar),
+        edge_popup._kept_magnitude_above: lambda: (f(), f(), scalar),
+        edge_popup._ternary_above: lambda: (f(), f(), scalar, scalar + 0.5),
         edge_popup._straight_through: lambda: (f(), f(), f()),
     }[fn]()
 

@@ -29,7 +29,14 @@ from __future__ import annotations
 import torch
 
 from slotlab.errors import SlotlabError
-from slotlab.layers.edge_popup import MaskedLayer, Selection, _kept_magnitude, _run, _StraightThroughMask
+from slotlab.layers.edge_popup import (
+    MaskedLayer,
+    Selection,
+    _kept_magnitude,
+    _kept_magnitude_above,
+    _run,
+    _StraightThroughMask,
+)
 
 GAIN_DIVISORS = ("kept", "released")
 
@@ -48,25 +55,38 @@ class BipropLayer(MaskedLayer):
         self.gain_divisor = gain_divisor
 
     def alpha(self, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """The layer's gain for ``mask`` (default: the current mode's mask), a 0-dim tensor."""
-        mask = self.mask() if mask is None else mask
-        # one pass (compiled), the same for the forward and the export, so that both give the same alpha
-        total, count = _run(_kept_magnitude, self.weight.reshape(-1), mask.reshape(-1))
+        """The layer's gain for ``mask`` (default: the current mode's top-k), a 0-dim tensor."""
+        if mask is None:
+            return self._alpha_of(self.top_k())
+        return self._gain(*_run(_kept_magnitude, self.weight.reshape(-1), mask.reshape(-1)))
+
+    def _alpha_of(self, selection: Selection) -> torch.Tensor:
+        """The gain of a top-k: from its threshold in one compiled pass (no mask tensor), or its tie mask."""
+        if selection.mask is not None:
+            return self.alpha(selection.mask)
+        flat = self.scores.detach().reshape(-1)
+        return self._gain(*_run(_kept_magnitude_above, flat, self.weight.reshape(-1), selection.threshold))
+
+    def _gain(self, total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
         if self.gain_divisor == "released":  # int(d * n), whatever the mask keeps
-            return (total / max(int(self.density * mask.numel()), 1)).to(self.weight.dtype)
+            return (total / max(int(self.density * self.weight.numel()), 1)).to(self.weight.dtype)
         # a global mask may leave a layer empty; its weight is then 0
         return (total / count.clamp_min(1)).to(self.weight.dtype)
 
     def effective_weight(self) -> torch.Tensor:
         top_k = self.top_k()
-        mask = top_k.keep(self.scores)  # made once, for alpha and the ternary weight
-        return _StraightThroughMask.apply(
-            self.scores, self.weight, Selection(top_k.threshold, mask), self.alpha(mask)
-        )
+        return _StraightThroughMask.apply(self.scores, self.weight, top_k, self._alpha_of(top_k))
 
     @torch.no_grad()
     def ternary(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The exported form: (alpha, codes) with codes int8 in {-1, 0, +1}; W_eff = alpha * codes."""
-        mask = self.selection()
+        """The exported form: (alpha, codes) with codes int8 in {-1, 0, +1}; W_eff = alpha * codes. The gain
+        comes from the same pass as the forward's, so that both are the same number."""
+        was_training = self.training
+        self.eval()
+        try:
+            selection = self.top_k()
+            mask, alpha = selection.keep(self.scores), self._alpha_of(selection)
+        finally:
+            self.train(was_training)
         codes = torch.where(self.weight >= 0, 1, -1).to(torch.int8) * mask
-        return self.alpha(mask), codes
+        return alpha, codes

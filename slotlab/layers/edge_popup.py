@@ -158,6 +158,23 @@ def _ternary(weight: torch.Tensor, mask: torch.Tensor, alpha: torch.Tensor) -> t
     return torch.where(mask, torch.where(weight >= 0, alpha, -alpha), 0.0)
 
 
+# the same two rules with M = [|s| >= threshold] made inside the pass: no bool tensor is written or read (on a CPU
+# a pass over a bool tensor costs several times one over floats)
+def _kept_magnitude_above(
+    scores: torch.Tensor, weight: torch.Tensor, threshold: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of |W| where |s| >= threshold, in float64; how many), both 0-dim."""
+    kept = scores.abs() >= threshold
+    return torch.where(kept, weight.abs(), 0.0).to(torch.float64).sum(), kept.sum()
+
+
+def _ternary_above(
+    scores: torch.Tensor, weight: torch.Tensor, threshold: torch.Tensor, alpha: torch.Tensor
+) -> torch.Tensor:
+    """alpha * sign(W) * [|s| >= threshold], (n,); sign(0) = +1."""
+    return torch.where(scores.abs() >= threshold, torch.where(weight >= 0, alpha, -alpha), 0.0)
+
+
 def _straight_through(grad: torch.Tensor, weight: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     """dL/ds = dL/dW_eff * W * sign(s), (n,)."""
     return grad * weight * scores.sign()
@@ -183,6 +200,8 @@ _KERNELS: dict[Callable, Callable[[str], Callable | None]] = {
     _masked: per_device(_masked, _probe((1000,), (1000,), (), kinds="ffs")),
     _kept_magnitude: per_device(_kept_magnitude, _probe((1000,), (1000,), kinds="fb")),
     _ternary: per_device(_ternary, _probe((1000,), (1000,), (), kinds="fbs")),
+    _kept_magnitude_above: per_device(_kept_magnitude_above, _probe((1000,), (1000,), (), kinds="ffs")),
+    _ternary_above: per_device(_ternary_above, _probe((1000,), (1000,), (), (), kinds="ffss")),
     _straight_through: per_device(_straight_through, _probe((1000,), (1000,), (1000,), kinds="fff")),
 }
 
@@ -318,9 +337,13 @@ class _StraightThroughMask(torch.autograd.Function):
     @staticmethod
     def forward(ctx, scores, weight, selection: Selection, alpha):
         ctx.save_for_backward(scores, weight)
+        if alpha is not None and selection.mask is not None:
+            return _run(_ternary, weight.reshape(-1), selection.mask.reshape(-1), alpha).view(weight.shape)
         if alpha is not None:
-            mask = selection.keep(scores).reshape(-1)
-            return _run(_ternary, weight.reshape(-1), mask, alpha).view(weight.shape)
+            flat = scores.detach().reshape(-1)
+            return _run(_ternary_above, flat, weight.reshape(-1), selection.threshold, alpha).view(
+                weight.shape
+            )
         if selection.mask is not None:
             return torch.where(selection.mask, weight, 0.0)
         return _run(_masked, scores.reshape(-1), weight.reshape(-1), selection.threshold).view(weight.shape)
