@@ -48,6 +48,41 @@ def test_the_figure_draws_our_error_bars_and_the_published_markers() -> None:
     assert ax.containers and ax.get_ylabel() == "test accuracy (%)"
 
 
+def test_one_setting_puts_the_series_on_the_x_axis_with_their_published_numbers() -> None:
+    """A single x (IWR's 98 %-pruned panel): the series are the categories; a published number stands at the
+    category of our series of its name, a stand-in's included, in that series' colour."""
+    table = Experiment(
+        name="toy/one",
+        paper="toy",
+        in_paper="Fig. 2",
+        question="Which is best at 2 %?",
+        grid=lambda scale: [],
+        published=(Published("B", 0.02, 40.0, "Fig. 2"), Published("A", 0.02, 50.0, "Fig. 2")),
+    )
+    summary = pd.DataFrame(
+        [
+            {
+                "series": f"{s} (Lenet-300-100 stand-in)",
+                "x": 0.02,
+                "mean": m,
+                "std": 0.5,
+                "n": 3,
+                "low": 0,
+                "high": 0,
+            }
+            for s, m in (("A", 70.0), ("B", 30.0))
+        ]
+    )
+    ax = table.plot(summary).axes[0]
+    assert [t.get_text().replace("\n", " ") for t in ax.get_xticklabels()] == list(summary["series"])
+    ours = {tuple(c.lines[0].get_xdata()): c.lines[0].get_color() for c in ax.containers}
+    published = [line for line in ax.get_lines() if line.get_marker() == "D"]
+    placed = {
+        float(line.get_ydata()[0]): (float(line.get_xdata()[0]), line.get_color()) for line in published
+    }
+    assert placed == {40.0: (1.0, ours[(1,)]), 50.0: (0.0, ours[(0,)])}
+
+
 def test_an_experiment_without_a_grid_says_what_it_misses() -> None:
     with pytest.raises(Exception, match="give a grid, or say what is missing"):
         Experiment(name="a/b", paper="p", in_paper="t", question="q", grid=None)

@@ -12,6 +12,7 @@ An experiment slotlab cannot run yet is listed all the same, with ``missing`` sa
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import ScalarFormatter
 
 from slotlab.config import RunConfig, scaled_config
@@ -172,18 +174,28 @@ class Experiment:
         return pd.DataFrame(rows, columns=[*columns, "source", "published protocol"])
 
     def plot(self, summary: pd.DataFrame, title: str = "") -> Figure:
-        """Our points with error bars (std over seeds) and the published numbers as open markers."""
+        """Our points with error bars (std over seeds) and the published numbers as open markers, in the colour
+        of our series they belong to (a stand-in's series, "X (Lenet-300-100 stand-in)", is X's). With a single
+        x value (one setting, several series) the series are the categories of the x axis."""
         fig = Figure(figsize=(6, 3.6), layout="constrained")
         ax = fig.subplots()
+        ours = list(dict.fromkeys(summary["series"]))
+        single = summary["x"].nunique() == 1 and len(ours) > 1
         colours = {}
-        for series, group in summary.groupby("series", sort=False):
-            xs = _positions(group["x"], summary["x"])
+        for i, (series, group) in enumerate(summary.groupby("series", sort=False)):
+            xs = [i] if single else _positions(group["x"], summary["x"])
             err = np.nan_to_num(group["std"].to_numpy(dtype=float))
             line = ax.errorbar(xs, group["mean"], yerr=err, marker="o", capsize=3, label=f"{series} (ours)")
             colours[series] = line[0].get_color()
         for series in dict.fromkeys(p.series for p in self.published):
+            mine = _our_series(series, ours)
             points = [p for p in self.published if p.series == series]
-            xs = _positions(pd.Series([p.x for p in points]), summary["x"])
+            if single:
+                if mine is None:
+                    continue  # a published series we did not measure has no category to stand in
+                xs = [ours.index(mine)] * len(points)
+            else:
+                xs = _positions(pd.Series([p.x for p in points]), summary["x"])
             ax.plot(
                 xs,
                 [p.value for p in points],
@@ -191,9 +203,43 @@ class Experiment:
                 marker="D",
                 markerfacecolor="none",
                 markersize=7,
-                color=colours.get(series, "black"),
+                color=colours.get(mine, "black"),
                 label=f"{series} (published)",
             )
+        if single:
+            ax.set_xticks(range(len(ours)), [textwrap.fill(s, 18) for s in ours], fontsize="small")
+            ax.set_xlim(-0.5, len(ours) - 0.5)
+            ax.set_xlabel(f"{self.x_label}: {summary['x'].iloc[0]}")
+        else:
+            self._x_axis(ax, summary)
+            ax.set_xlabel(self.x_label)
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(title or f"{self.name}: {self.in_paper}", loc="left", fontsize="medium")
+        ax.grid(alpha=0.3)
+        if single:  # the categories name the series: the legend only tells ours from published
+            handles = [
+                Line2D(
+                    [], [], color="0.3", marker="o", linestyle="none", label="ours (mean ± std over seeds)"
+                ),
+                Line2D(
+                    [],
+                    [],
+                    color="0.3",
+                    marker="D",
+                    markerfacecolor="none",
+                    linestyle="none",
+                    label="published",
+                ),
+            ]
+            ax.legend(handles=handles[: 1 + bool(self.published)], fontsize="small", loc="best")
+        elif len(ax.get_legend_handles_labels()[0]) > 5:
+            fig.set_size_inches(9.5, 3.6)  # many entries would cover the points: beside the axes, wider
+            fig.legend(fontsize="small", loc="outside right upper")
+        else:
+            ax.legend(fontsize="small", loc="best")
+        return fig
+
+    def _x_axis(self, ax, summary: pd.DataFrame) -> None:
         if self.log_x and _numeric(summary["x"]):
             ax.set_xscale("log", base=2)
             ax.xaxis.set_major_formatter(ScalarFormatter())  # 2, 4, 8 rather than 2^1, 2^2, 2^3
@@ -204,12 +250,13 @@ class Experiment:
         if not _numeric(summary["x"]):
             order = list(dict.fromkeys(summary["x"].tolist()))
             ax.set_xticks(range(len(order)), [str(x) for x in order])
-        ax.set_xlabel(self.x_label)
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_title(title or f"{self.name}: {self.in_paper}", loc="left", fontsize="medium")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small", loc="best")
-        return fig
+
+
+def _our_series(published: str, ours: list[str]) -> str | None:
+    """Our series a published one belongs to: the same name, or the name with a stand-in's tag after it."""
+    if published in ours:
+        return published
+    return next((s for s in ours if s.startswith(f"{published} (")), None)
 
 
 def _numeric(values: pd.Series) -> bool:
