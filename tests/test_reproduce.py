@@ -83,6 +83,37 @@ def test_one_setting_puts_the_series_on_the_x_axis_with_their_published_numbers(
     assert placed == {40.0: (1.0, ours[(1,)]), 50.0: (0.0, ours[(0,)])}
 
 
+def test_many_published_series_of_other_models_share_one_legend_entry() -> None:
+    paper = Experiment(
+        name="toy/width",
+        paper="toy",
+        in_paper="Fig. 3",
+        question="Does width help?",
+        grid=lambda scale: [],
+        published=tuple(Published(f"Conv-{d}", 0.5, 80.0 + d, "Fig. 3") for d in (2, 4, 6, 8)),
+        log_x=True,
+    )
+    summary = pd.DataFrame(
+        [
+            {"series": "ours", "x": x, "mean": 95.0, "std": 0.1, "n": 3, "low": 0, "high": 0}
+            for x in (0.25, 1.0)
+        ]
+    )
+    fig = paper.plot(summary)
+    texts = [
+        t.get_text()
+        for legend in [*fig.legends, *[a.get_legend() for a in fig.axes]]
+        if legend
+        for t in legend.texts
+    ]
+    assert sorted(texts) == ["ours (ours)", "published, 4 series of the paper"]
+    assert [float(x) for x in fig.axes[0].get_xticks()] == [
+        0.25,
+        0.5,
+        1.0,
+    ]  # the published width gets its tick
+
+
 def test_an_experiment_without_a_grid_says_what_it_misses() -> None:
     with pytest.raises(Exception, match="give a grid, or say what is missing"):
         Experiment(name="a/b", paper="p", in_paper="t", question="q", grid=None)

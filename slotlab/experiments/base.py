@@ -187,9 +187,15 @@ class Experiment:
             err = np.nan_to_num(group["std"].to_numpy(dtype=float))
             line = ax.errorbar(xs, group["mean"], yerr=err, marker="o", capsize=3, label=f"{series} (ours)")
             colours[series] = line[0].get_color()
+        unmatched = [
+            s for s in dict.fromkeys(p.series for p in self.published) if _our_series(s, ours) is None
+        ]
         for series in dict.fromkeys(p.series for p in self.published):
             mine = _our_series(series, ours)
             points = [p for p in self.published if p.series == series]
+            label = f"{series} (published)"
+            if mine is None and len(unmatched) > 3:  # many series of the paper's own models: one legend entry
+                label = f"published, {len(unmatched)} series of the paper" if series == unmatched[0] else "_"
             if single:
                 if mine is None:
                     continue  # a published series we did not measure has no category to stand in
@@ -204,7 +210,7 @@ class Experiment:
                 markerfacecolor="none",
                 markersize=7,
                 color=colours.get(mine, "black"),
-                label=f"{series} (published)",
+                label=label,
             )
         if single:
             ax.set_xticks(range(len(ours)), [textwrap.fill(s, 18) for s in ours], fontsize="small")
@@ -243,13 +249,21 @@ class Experiment:
         if self.log_x and _numeric(summary["x"]):
             ax.set_xscale("log", base=2)
             ax.xaxis.set_major_formatter(ScalarFormatter())  # 2, 4, 8 rather than 2^1, 2^2, 2^3
-            xs = sorted({float(x) for x in summary["x"]})
+            xs = sorted(
+                {float(x) for x in summary["x"]} | {float(p.x) for p in self.published if _number(p.x)}
+            )
             # every x as a tick where they are few and far apart (K, widths); else the axis's own ticks
             if len(xs) <= 8 and all(b / a >= 1.3 for a, b in zip(xs, xs[1:], strict=False) if a > 0):
                 ax.set_xticks(xs)
         if not _numeric(summary["x"]):
             order = list(dict.fromkeys(summary["x"].tolist()))
             ax.set_xticks(range(len(order)), [str(x) for x in order])
+
+
+def _number(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and value > 0
+    )
 
 
 def _our_series(published: str, ours: list[str]) -> str | None:
