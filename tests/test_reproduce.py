@@ -48,32 +48,28 @@ def test_the_figure_draws_our_error_bars_and_the_published_markers() -> None:
     assert ax.containers and ax.get_ylabel() == "test accuracy (%)"
 
 
+def figure_of(published: tuple[Published, ...], points: list[tuple[str, float, float]], **options):
+    """The plot of a toy experiment with ``published`` numbers for our ``points`` (series, x, mean)."""
+    toy = Experiment(
+        name="toy/plot",
+        paper="toy",
+        in_paper="Fig. 2",
+        question="?",
+        grid=lambda scale: [],
+        published=published,
+    )
+    toy = Experiment(**{**toy.__dict__, **options})
+    rows = [{"series": s, "x": x, "mean": m, "std": 0.5, "n": 3, "low": 0, "high": 0} for s, x, m in points]
+    return toy.plot(pd.DataFrame(rows))
+
+
 def test_one_setting_puts_the_series_on_the_x_axis_with_their_published_numbers() -> None:
     """A single x (IWR's 98 %-pruned panel): the series are the categories; a published number stands at the
     category of our series of its name, a stand-in's included, in that series' colour."""
-    table = Experiment(
-        name="toy/one",
-        paper="toy",
-        in_paper="Fig. 2",
-        question="Which is best at 2 %?",
-        grid=lambda scale: [],
-        published=(Published("B", 0.02, 40.0, "Fig. 2"), Published("A", 0.02, 50.0, "Fig. 2")),
-    )
-    summary = pd.DataFrame(
-        [
-            {
-                "series": f"{s} (Lenet-300-100 stand-in)",
-                "x": 0.02,
-                "mean": m,
-                "std": 0.5,
-                "n": 3,
-                "low": 0,
-                "high": 0,
-            }
-            for s, m in (("A", 70.0), ("B", 30.0))
-        ]
-    )
-    ax = table.plot(summary).axes[0]
+    published = (Published("B", 0.02, 40.0, "Fig. 2"), Published("A", 0.02, 50.0, "Fig. 2"))
+    series = ["A (Lenet-300-100 stand-in)", "B (Lenet-300-100 stand-in)"]
+    ax = figure_of(published, [(series[0], 0.02, 70.0), (series[1], 0.02, 30.0)]).axes[0]
+    summary = pd.DataFrame({"series": series})
     assert [t.get_text().replace("\n", " ") for t in ax.get_xticklabels()] == list(summary["series"])
     ours = {tuple(c.lines[0].get_xdata()): c.lines[0].get_color() for c in ax.containers}
     published = [line for line in ax.get_lines() if line.get_marker() == "D"]
@@ -84,22 +80,8 @@ def test_one_setting_puts_the_series_on_the_x_axis_with_their_published_numbers(
 
 
 def test_many_published_series_of_other_models_share_one_legend_entry() -> None:
-    paper = Experiment(
-        name="toy/width",
-        paper="toy",
-        in_paper="Fig. 3",
-        question="Does width help?",
-        grid=lambda scale: [],
-        published=tuple(Published(f"Conv-{d}", 0.5, 80.0 + d, "Fig. 3") for d in (2, 4, 6, 8)),
-        log_x=True,
-    )
-    summary = pd.DataFrame(
-        [
-            {"series": "ours", "x": x, "mean": 95.0, "std": 0.1, "n": 3, "low": 0, "high": 0}
-            for x in (0.25, 1.0)
-        ]
-    )
-    fig = paper.plot(summary)
+    published = tuple(Published(f"Conv-{d}", 0.5, 80.0 + d, "Fig. 3") for d in (2, 4, 6, 8))
+    fig = figure_of(published, [("ours", 0.25, 95.0), ("ours", 1.0, 95.0)], log_x=True)
     texts = [
         t.get_text()
         for legend in [*fig.legends, *[a.get_legend() for a in fig.axes]]
