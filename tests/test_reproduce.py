@@ -57,8 +57,8 @@ def figure_of(published: tuple[Published, ...], points: list[tuple[str, float, f
         question="?",
         grid=lambda scale: [],
         published=published,
+        **options,
     )
-    toy = Experiment(**{**toy.__dict__, **options})
     rows = [{"series": s, "x": x, "mean": m, "std": 0.5, "n": 3, "low": 0, "high": 0} for s, x, m in points]
     return toy.plot(pd.DataFrame(rows))
 
