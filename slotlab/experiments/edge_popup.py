@@ -252,7 +252,10 @@ EXPERIMENTS = [
         note="a figure whose values the paper's text does not state: no published numbers. The supermask "
         "learns its own density (about half the weights at the start) and evaluates with sampled masks, as Zhou "
         "et al.; its point is drawn at k = 0.5. Both on signed-constant weights (the supermask's unscaled: it "
-        "has no k to scale by). Paper scale: Conv-4 on CIFAR-10; CPU scales: Lenet-300-100 on MNIST.",
+        "has no k to scale by). Paper scale: Conv-4 on CIFAR-10; CPU scales: Lenet-300-100 on MNIST. At laptop "
+        "scale under Edge-Popup's recipe the supermask hardly trains (about 17 %); Zhou et al.'s own recipe for "
+        "it, SGD at lr 100 without weight decay, reaches 95.7 % on the same point (--lr 100 --weight-decay 0, one "
+        "seed).",
     ),
     Experiment(
         name="edge-popup/imagenet",
