@@ -13,7 +13,7 @@ by side. Each config comes from ``slotlab.config.scaled_config``: the method's r
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -121,20 +121,11 @@ def run_all(configs: Any, run: Callable[[RunConfig], Any] | None = None) -> Any:
     """``load_or_run`` (or ``run``) over every config of a nested dict or list, keeping its shape; without
     ``run``, the unfinished runs train first in parallel workers (``slotlab.sweep.run_configs``)."""
     if run is None:
-        run_configs(list(_configs_in(configs)))
+        found: list[RunConfig] = []
+        _map_configs(configs, found.append)
+        run_configs(found)
         run = load_or_run
     return _map_configs(configs, run)
-
-
-def _configs_in(configs: Any) -> Iterator[RunConfig]:
-    if isinstance(configs, RunConfig):
-        yield configs
-    elif isinstance(configs, Mapping):
-        for value in configs.values():
-            yield from _configs_in(value)
-    elif isinstance(configs, (list, tuple)):
-        for value in configs:
-            yield from _configs_in(value)
 
 
 def _map_configs(configs: Any, run: Callable[[RunConfig], Any]) -> Any:

@@ -249,9 +249,8 @@ class Experiment:
         if self.log_x and _numeric(summary["x"]):
             ax.set_xscale("log", base=2)
             ax.xaxis.set_major_formatter(ScalarFormatter())  # 2, 4, 8 rather than 2^1, 2^2, 2^3
-            xs = sorted(
-                {float(x) for x in summary["x"]} | {float(p.x) for p in self.published if _number(p.x)}
-            )
+            published = {float(p.x) for p in self.published if _is_number(p.x) and p.x > 0}
+            xs = sorted({float(x) for x in summary["x"]} | published)
             # every x as a tick where they are few and far apart (K, widths); else the axis's own ticks
             if len(xs) <= 8 and all(b / a >= 1.3 for a, b in zip(xs, xs[1:], strict=False) if a > 0):
                 ax.set_xticks(xs)
@@ -260,10 +259,8 @@ class Experiment:
             ax.set_xticks(range(len(order)), [str(x) for x in order])
 
 
-def _number(value: Any) -> bool:
-    return (
-        isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and value > 0
-    )
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 def _our_series(published: str, ours: list[str]) -> str | None:
@@ -274,9 +271,7 @@ def _our_series(published: str, ours: list[str]) -> str | None:
 
 
 def _numeric(values: pd.Series) -> bool:
-    return all(
-        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in values
-    )
+    return all(_is_number(v) for v in values)
 
 
 def _positions(xs: pd.Series, all_xs: pd.Series) -> list[Any]:

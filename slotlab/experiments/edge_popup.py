@@ -254,8 +254,8 @@ EXPERIMENTS = [
         "et al.; its point is drawn at k = 0.5. Both on signed-constant weights (the supermask's unscaled: it "
         "has no k to scale by). Paper scale: Conv-4 on CIFAR-10; CPU scales: Lenet-300-100 on MNIST. At laptop "
         "scale under Edge-Popup's recipe the supermask hardly trains (about 17 %); Zhou et al.'s own recipe for "
-        "it, SGD at lr 100 without weight decay, reaches 95.7 % on the same point (--lr 100 --weight-decay 0, one "
-        "seed).",
+        "it, SGD at lr 100 without weight decay, reaches 95.7 % on the same point (--lr 100 --weight-decay 0; "
+        "three seeds, benchmarks/supermask_recipe.py).",
     ),
     Experiment(
         name="edge-popup/imagenet",

@@ -340,7 +340,7 @@ class _StraightThroughMask(torch.autograd.Function):
         if alpha is not None and selection.mask is not None:
             return _run(_ternary, weight.reshape(-1), selection.mask.reshape(-1), alpha).view(weight.shape)
         if alpha is not None:
-            flat = scores.detach().reshape(-1)
+            flat = scores.reshape(-1)
             return _run(_ternary_above, flat, weight.reshape(-1), selection.threshold, alpha).view(
                 weight.shape
             )
