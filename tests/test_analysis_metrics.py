@@ -24,6 +24,7 @@ from slotlab.analysis import (
 )
 from slotlab.analysis.selection import magnitude_rank, selected_values
 from slotlab.errors import SlotlabError
+from slotlab.init import initialize
 from slotlab.layers import SlotFactory
 from slotlab.models import build_model
 from tests.analysis_helpers import mask_model
@@ -242,7 +243,9 @@ def test_layer_names_of_lenet300_and_conv4() -> None:
 
 
 def test_every_analysis_of_a_model_names_layers_readably() -> None:
-    model = build_model("lenet300", SlotFactory(4), (1, 28, 28), 10)
+    model = initialize(
+        build_model("lenet300", SlotFactory(4), (1, 28, 28), 10), 0, 0
+    )  # values, not empty memory
     expected = ["fc1 784->300", "fc2 300->100", "fc3 100->10"]
     for analysis in (value_histograms, magnitude_ranks, slot_usage, weight_profiles, kept_pruned_norms):
         assert list(dict.fromkeys(analysis(model)["layer"])) == expected, analysis.__name__
