@@ -102,6 +102,8 @@ def network_flops(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) 
     model.train()
     with FlopCounterMode(display=False) as forward:
         loss = F.cross_entropy(model(inputs), labels)
+    if not loss.requires_grad:  # nothing to train (a fixed baseline such as random-permutation): no backward
+        return forward.get_total_flops(), 0
     with FlopCounterMode(display=False) as backward:
         loss.backward()
     return forward.get_total_flops(), backward.get_total_flops()
@@ -157,29 +159,41 @@ def steps_per_epoch(config: RunConfig) -> int:
     return math.ceil(examples / config.batch_size)
 
 
-def training_cost(config: RunConfig, seconds: float | None = None) -> TrainingCost:
-    """The cost of a run of ``config``, counted on its initial network at its batch size (``seconds``: the measured
-    training time, e.g. a finished run's ``train_seconds``). A finetune needs its source run; count its source's
-    method with ``method="dense"`` instead."""
+def _initial_network(config: RunConfig) -> nn.Module:
     if config.method_rule.source_methods:
         raise SlotlabError(
             f"method {config.method} starts from another run; count the cost of the same architecture with "
             f"method dense (training the weights is what it does)"
         )
     info = dataset_info(config.dataset)
-    model = config.method_rule.initial_network(config, info.input_shape, info.num_classes)
+    return config.method_rule.initial_network(config, info.input_shape, info.num_classes)
+
+
+def step_flops(config: RunConfig, model: nn.Module | None = None) -> StepFlops:
+    """FLOPs of one training step of ``config``, counted on its initial network (or ``model``) at its batch
+    size."""
+    model = _initial_network(config) if model is None else model
+    info = dataset_info(config.dataset)
     gen = torch.Generator().manual_seed(0)
     inputs = torch.rand((config.batch_size, *info.input_shape), generator=gen)
     labels = torch.randint(0, info.num_classes, (config.batch_size,), generator=gen)
     forward, backward = network_flops(model, inputs, labels)
     model.zero_grad(set_to_none=True)
     sync = int(getattr(config.options, "sync_period", 0) or 0) if config.method == "laperm" else 0
-    step = StepFlops(
+    return StepFlops(
         forward,
         backward,
         method_flops(model, sync),
         update_flops(model, config.optimizer, config.momentum, config.weight_decay),
     )
+
+
+def training_cost(config: RunConfig, seconds: float | None = None) -> TrainingCost:
+    """The cost of a run of ``config``, counted on its initial network at its batch size (``seconds``: the measured
+    training time, e.g. a finished run's ``train_seconds``). A finetune needs its source run; count its source's
+    method with ``method="dense"`` instead."""
+    model = _initial_network(config)
+    step = step_flops(config, model)
     return TrainingCost(
         step, steps_per_epoch(config), config.epochs, stored_bits(model.eval(), config), seconds
     )

@@ -3,7 +3,7 @@ import math
 import torch
 
 from slotlab.config import RunConfig
-from slotlab.cost import method_flops, network_flops, steps_per_epoch, training_cost
+from slotlab.cost import method_flops, network_flops, step_flops, steps_per_epoch, training_cost
 from slotlab.init import initialize
 from slotlab.layers import DenseFactory
 from slotlab.models import build_model
@@ -44,3 +44,19 @@ def test_laperm_counts_its_row_sorts_per_step() -> None:
     slow = sum(math.ceil(p.numel() * math.log2(p.shape[1]) / 20) for p in model.parameters() if p.dim() > 1)
     assert method_flops(model, sync_period=20) == slow
     assert steps_per_epoch(RunConfig(train_size=1000, batch_size=128)) == 8
+
+
+def test_a_network_with_nothing_to_train_costs_its_forward_only() -> None:
+    # the random-permutation baseline trains nothing: its step is the forward pass, no backward to count
+    fixed = step_flops(RunConfig(method="random-permutation", batch_size=5))
+    dense = step_flops(RunConfig(method="dense", batch_size=5))
+    assert fixed.forward == dense.forward == 2 * 5 * (784 * 300 + 300 * 100 + 100 * 10)
+    assert fixed.backward == 0 and dense.backward > 0
+
+
+def test_step_flops_grow_linearly_in_the_batch_apart_from_the_method_and_the_update() -> None:
+    # benchmarks/paper_compute.py counts at a small batch and scales the network part: that must be exact
+    small = step_flops(RunConfig(method="edge-popup", model="conv2", dataset="synthetic-cifar", batch_size=2))
+    large = step_flops(RunConfig(method="edge-popup", model="conv2", dataset="synthetic-cifar", batch_size=6))
+    assert (large.forward, large.backward) == (3 * small.forward, 3 * small.backward)
+    assert (large.method, large.update) == (small.method, small.update)

@@ -1,0 +1,104 @@
+"""Training compute of every runnable experiment at paper scale, counted in FLOPs (no GPU needed).
+
+    python benchmarks/paper_compute.py                 # a markdown table on stdout
+    python benchmarks/paper_compute.py --tflops 40     # plus hours at an effective 40 TFLOP/s
+
+Each run's training FLOPs are ``slotlab.cost.step_flops`` (one step of its initial network at its batch size,
+FlopCounterMode's matmuls and convolutions plus the method's own elementwise work) times its steps per epoch
+times its epochs; evaluation passes are not counted. A finetune counts as dense training of its architecture. An
+experiment's total is what ``reproduce NAME --scale paper`` trains when nothing is cached (runs it shares with
+another experiment count in both; the last row counts each distinct run once).
+
+FLOPs fix the work, not the time: hours need the rate a GPU reaches on these (small) networks, which
+``benchmarks/gpu_check.sh`` measures; ``python -m slotlab reproduce --list --throughput throughput.csv`` turns that
+into hours per experiment. ``--tflops`` here is for a rate the reader already knows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from slotlab.config import SEED_FIELDS, RunConfig
+from slotlab.cost import step_flops, steps_per_epoch
+from slotlab.experiments import EXPERIMENTS
+from slotlab.scales import get_scale
+
+
+def counted_config(config: RunConfig) -> RunConfig:
+    """``config``, or for a finetune (it starts from another run) dense training of the same architecture."""
+    if not config.method_rule.source_methods:
+        return config
+    return RunConfig(
+        method="dense",
+        model=config.model,
+        dataset=config.dataset,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        optimizer=config.optimizer,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+    )
+
+
+COUNT_BATCH = 4  # the network's FLOPs are linear in the batch: count at this one, scale to the run's
+NOT_IN_A_STEP = (*SEED_FIELDS, "epochs", "batch_size", "lr", "schedule", "milestones", "density", "init")
+
+
+def step_key(config: RunConfig) -> str:
+    """What a step's FLOPs depend on: not the seeds, the run's length, the values or the fraction kept."""
+    fields = {k: v for k, v in config.to_dict().items() if k not in NOT_IN_A_STEP}
+    return json.dumps(fields, sort_keys=True, default=str)
+
+
+def run_step_flops(config: RunConfig) -> int:
+    """``step_flops`` of ``config`` at its batch size, counted at ``COUNT_BATCH`` and scaled (the method's and the
+    update's work do not depend on the batch)."""
+    small = RunConfig(**{**config.to_dict(), "batch_size": COUNT_BATCH})
+    step = step_flops(small)
+    return (step.forward + step.backward) * config.batch_size // COUNT_BATCH + step.method + step.update
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tflops", type=float, default=0.0, help="effective TFLOP/s for an hours column")
+    args = parser.parse_args()
+    scale = get_scale("paper")
+    steps: dict[str, int] = {}  # step_key -> FLOPs of one step
+    distinct: dict[str, int] = {}  # run name -> its training FLOPs
+    rows = []
+    start = time.perf_counter()
+    for experiment in EXPERIMENTS.values():
+        if not experiment.runnable:
+            continue
+        seeds = list(range(experiment.seeds.get(scale.name, 3)))
+        total = 0
+        planned = experiment.configs(scale, seeds)
+        for _, _, config in planned:
+            counted = counted_config(config)
+            key = step_key(counted)
+            if key not in steps:
+                steps[key] = run_step_flops(counted)
+            flops = steps[key] * steps_per_epoch(counted) * counted.epochs
+            distinct[config.name] = flops
+            total += flops
+        rows.append((experiment.name, len(planned), total))
+        print(f"{experiment.name}: {len(steps)} steps counted, {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    header = "| experiment | runs | training PFLOP |" + (" hours |" if args.tflops else "")
+    print(header)
+    print("|---|---:|---:|" + ("---:|" if args.tflops else ""))
+
+    def line(name: str, runs: int, flops: int) -> str:
+        hours = f" {flops / (args.tflops * 1e12) / 3600:.1f} |" if args.tflops else ""
+        return f"| {name} | {runs} | {flops / 1e15:.1f} |{hours}"
+
+    for row in rows:
+        print(line(*row))
+    print(line("all, each distinct run once", len(distinct), sum(distinct.values())))
+    print(f"\n{len(steps)} distinct steps counted in {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
