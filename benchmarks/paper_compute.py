@@ -85,7 +85,10 @@ def main() -> None:
             distinct[config.name] = flops
             total += flops
         rows.append((experiment.name, len(planned), total))
-        print(f"{experiment.name}: {len(steps)} steps counted, {time.perf_counter() - start:.0f} s", file=sys.stderr)
+        print(
+            f"{experiment.name}: {len(steps)} steps counted, {time.perf_counter() - start:.0f} s",
+            file=sys.stderr,
+        )
     header = "| experiment | runs | training PFLOP |" + (" hours |" if args.tflops else "")
     print(header)
     print("|---|---:|---:|" + ("---:|" if args.tflops else ""))
