@@ -5,6 +5,10 @@ Every table of that section comes from ``<out>/<experiment>/summary.csv``, ``ver
 replaced whole, so the rest of RESULTS.md is left as it is.
 
     python benchmarks/reproductions_report.py --out reproductions --scale laptop
+
+Experiments that can run but have no reproduction at that scale yet are listed last, with how many of their runs
+the runs folder already holds and the hours the rest would take on one worker, projected from the finished runs of
+the same method, model and dataset there (their training and evaluation seconds, ``history.csv``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from slotlab.experiments import get_experiment
+from slotlab.experiments import EXPERIMENTS, get_experiment
+from slotlab.runs import run_dir, runs_root
+from slotlab.scales import get_scale
 
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN = "<!-- reproductions: written by benchmarks/reproductions_report.py -->"
@@ -78,7 +84,47 @@ def experiment_section(folder: Path, name: str, scale: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def report(out: Path, scale: str) -> str:
+def run_seconds(folder: Path) -> float:
+    """Training and evaluation seconds of a finished run (every row of its history)."""
+    return float(pd.read_csv(folder / "history.csv")["seconds"].sum())
+
+
+def kind(name: str) -> str:
+    """A run folder's method, model and dataset: its name less the hash."""
+    return name.rsplit("-", 1)[0]
+
+
+def missing_section(done: list[str], scale: str, runs: Path, seeds: int) -> str:
+    """The runnable experiments without a reproduction at ``scale``: runs cached, runs left, projected hours."""
+    measured: dict[str, list[float]] = {}
+    for result in runs.glob("*/result.json"):
+        measured.setdefault(kind(result.parent.name), []).append(run_seconds(result.parent))
+    lines = [
+        f"### Not yet reproduced at {scale} scale",
+        "",
+        f"Runs of `--seeds {seeds}` already in the runs folder, and the hours the others would take on one worker "
+        "(the mean seconds of the finished runs of the same method, model and dataset there; `?` where none has "
+        "finished). Two workers take about half.",
+        "",
+        "| experiment | runs | cached | left | projected hours, one worker |",
+        "|---|---|---|---|---|",
+    ]
+    for experiment in EXPERIMENTS.values():
+        if not experiment.runnable or experiment.name in done:
+            continue
+        planned = experiment.configs(get_scale(scale), list(range(seeds)))
+        left = [c.name for _, _, c in planned if not (run_dir(c, runs) / "result.json").is_file()]
+        known = [sum(measured[kind(n)]) / len(measured[kind(n)]) for n in left if kind(n) in measured]
+        hours = f"{sum(known) / 3600:.1f}" if len(known) == len(left) else "?"
+        if 0 < len(known) < len(left):
+            hours = f"> {sum(known) / 3600:.1f} (? for {len(left) - len(known)} runs)"
+        lines.append(
+            f"| {experiment.name} | {len(planned)} | {len(planned) - len(left)} | {len(left)} | {hours} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def report(out: Path, scale: str, runs: Path | None = None, seeds: int = 3) -> str:
     """Every reproduction under ``out`` at ``scale``, in registry order."""
     found = sorted(path.parent for path in out.glob(f"*/*/meta-{scale}.json"))
     names = [str(folder.relative_to(out)) for folder in found]
@@ -93,6 +139,8 @@ def report(out: Path, scale: str) -> str:
         f"tolerance, {missed} missed. Mean ± std over seeds with the 95 % t interval; our numbers use the "
         "default protocol (validation selects the epoch, the test set is evaluated once).\n"
     )
+    if runs is not None:
+        sections.append(missing_section(names, scale, runs, seeds))
     return "\n".join([head, *sections])
 
 
@@ -101,13 +149,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "reproductions", help="reproduce's output folder")
     parser.add_argument("--scale", default="laptop")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    parser.add_argument("--runs", type=Path, default=None, help="runs folder (default: $SLOTLAB_RUNS or runs/)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per point of the missing experiments")
     args = parser.parse_args()
     text = args.results.read_text()
     if BEGIN not in text or END not in text:
         raise SystemExit(f"{args.results} has no reproductions markers; add the lines {BEGIN!r} and {END!r}")
     before, rest = text.split(BEGIN, 1)
     _, after = rest.split(END, 1)
-    args.results.write_text(f"{before}{BEGIN}\n{report(args.out, args.scale)}{END}{after}")
+    args.results.write_text(f"{before}{BEGIN}\n{report(args.out, args.scale, args.runs or runs_root(), args.seeds)}{END}{after}")
     print(f"wrote the reproductions section of {args.results}")
 
 
