@@ -17,6 +17,7 @@ EXPECTED: dict[str, set[str]] = {
     "slot-machines": {
         "k1-vs-k2",
         "k-sweep",
+        "init",
         "greedy-vs-sampled",
         "finetune-budget",
         "weight-sharing",
