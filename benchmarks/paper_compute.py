@@ -95,7 +95,7 @@ def main() -> None:
 
     def line(name: str, runs: int, flops: int) -> str:
         hours = f" {flops / (args.tflops * 1e12) / 3600:.1f} |" if args.tflops else ""
-        return f"| {name} | {runs} | {flops / 1e15:.1f} |{hours}"
+        return f"| {name} | {runs} | {flops / 1e15:.3g} |{hours}"
 
     for row in rows:
         print(line(*row))

@@ -149,7 +149,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "reproductions", help="reproduce's output folder")
     parser.add_argument("--scale", default="laptop")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
-    parser.add_argument("--runs", type=Path, default=None, help="runs folder (default: $SLOTLAB_RUNS or runs/)")
+    parser.add_argument(
+        "--runs", type=Path, default=None, help="runs folder (default: $SLOTLAB_RUNS or runs/)"
+    )
     parser.add_argument("--seeds", type=int, default=3, help="seeds per point of the missing experiments")
     args = parser.parse_args()
     text = args.results.read_text()
@@ -157,7 +159,8 @@ def main() -> None:
         raise SystemExit(f"{args.results} has no reproductions markers; add the lines {BEGIN!r} and {END!r}")
     before, rest = text.split(BEGIN, 1)
     _, after = rest.split(END, 1)
-    args.results.write_text(f"{before}{BEGIN}\n{report(args.out, args.scale, args.runs or runs_root(), args.seeds)}{END}{after}")
+    section = report(args.out, args.scale, args.runs or runs_root(), args.seeds)
+    args.results.write_text(f"{before}{BEGIN}\n{section}{END}{after}")
     print(f"wrote the reproductions section of {args.results}")
 
 

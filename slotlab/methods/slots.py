@@ -153,8 +153,8 @@ class Slots(Method):
     name = "slots"
     description = "Slot Machines: pick one of K random values per connection"
     options_type = SlotOptions
-    # the released code's init: with it Lenet-300-100 at K = 8 reaches the published 98.2 % (the paper's stated
-    # init, the default until runs were hashed with their init, gets about 97.9 %)
+    # the released code's init, the one that reaches the paper's Lenet-300-100 numbers (slot-machines/init); the
+    # paper's stated init was the default until runs were hashed with their init
     inits = ("code", "paper")
     unhashed_init = "paper"
 
@@ -220,8 +220,8 @@ class Learned(Method):
     name = "learned"
     description = "trained weights started from a random choice among K slot values"
     options_type = LearnedOptions
-    # the released code's init: with it Lenet-300-100 at K = 8 reaches the published 98.2 % (the paper's stated
-    # init, the default until runs were hashed with their init, gets about 97.9 %)
+    # the released code's init, the one that reaches the paper's Lenet-300-100 numbers (slot-machines/init); the
+    # paper's stated init was the default until runs were hashed with their init
     inits = ("code", "paper")
     unhashed_init = "paper"
 
