@@ -153,3 +153,13 @@ def test_the_command_line(capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert "unknown experiment 'nothing/here'" in err and "\n" not in err
     assert cli.main(["reproduce"]) == 2
+
+
+def test_a_published_number_that_several_series_are_set_against_is_drawn_once_in_black() -> None:
+    # slot-machines/init sets both inits against the paper's 97.0 and 98.2: one marker each, not two on one spot
+    published = tuple(Published(s, k, v, "Sec. 1") for s in ("code", "paper") for k, v in ((2, 97.0), (8, 98.2)))
+    points = [(s, k, m) for s in ("code", "paper") for k, m in ((2, 96.9), (8, 97.7))]
+    fig = figure_of(published, points, log_x=True)
+    markers = [line for line in fig.axes[0].get_lines() if line.get_marker() == "D"]
+    assert len(markers) == 1 and markers[0].get_color() == "black" and markers[0].get_label() == "published"
+    assert sorted(zip(markers[0].get_xdata(), markers[0].get_ydata(), strict=True)) == [(2, 97.0), (8, 98.2)]

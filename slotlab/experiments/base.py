@@ -175,8 +175,9 @@ class Experiment:
 
     def plot(self, summary: pd.DataFrame, title: str = "") -> Figure:
         """Our points with error bars (std over seeds) and the published numbers as open markers, in the colour
-        of our series they belong to (a stand-in's series, "X (Lenet-300-100 stand-in)", is X's). With a single
-        x value (one setting, several series) the series are the categories of the x axis."""
+        of our series they belong to (a stand-in's series, "X (Lenet-300-100 stand-in)", is X's; a number that
+        several series are set against, black). With a single x value (one setting, several series) the series
+        are the categories of the x axis."""
         fig = Figure(figsize=(6, 3.6), layout="constrained")
         ax = fig.subplots()
         ours = list(dict.fromkeys(summary["series"]))
@@ -190,9 +191,28 @@ class Experiment:
         unmatched = [
             s for s in dict.fromkeys(p.series for p in self.published) if _our_series(s, ours) is None
         ]
+        # one paper number set against several of our series (e.g. two inits): drawn once, in black
+        holders: dict[tuple[Any, float], set[str]] = {}
+        for p in self.published:
+            holders.setdefault((p.x, p.value), set()).add(p.series)
+        shared = set() if single else {key for key, names in holders.items() if len(names) > 1}
+        if shared:
+            xs_shared, ys_shared = zip(*sorted(shared, key=lambda key: (str(key[0]), key[1])), strict=True)
+            ax.plot(
+                _positions(pd.Series(list(xs_shared)), summary["x"]),
+                list(ys_shared),
+                linestyle="none",
+                marker="D",
+                markerfacecolor="none",
+                markersize=7,
+                color="black",
+                label="published",
+            )
         for series in dict.fromkeys(p.series for p in self.published):
             mine = _our_series(series, ours)
-            points = [p for p in self.published if p.series == series]
+            points = [p for p in self.published if p.series == series and (p.x, p.value) not in shared]
+            if not points:
+                continue
             label = f"{series} (published)"
             if mine is None and len(unmatched) > 3:  # many series of the paper's own models: one legend entry
                 label = f"published, {len(unmatched)} series of the paper" if series == unmatched[0] else "_"
