@@ -157,7 +157,9 @@ def test_the_command_line(capsys) -> None:
 
 def test_a_published_number_that_several_series_are_set_against_is_drawn_once_in_black() -> None:
     # slot-machines/init sets both inits against the paper's 97.0 and 98.2: one marker each, not two on one spot
-    published = tuple(Published(s, k, v, "Sec. 1") for s in ("code", "paper") for k, v in ((2, 97.0), (8, 98.2)))
+    published = tuple(
+        Published(s, k, v, "Sec. 1") for s in ("code", "paper") for k, v in ((2, 97.0), (8, 98.2))
+    )
     points = [(s, k, m) for s in ("code", "paper") for k, m in ((2, 96.9), (8, 97.7))]
     fig = figure_of(published, points, log_x=True)
     markers = [line for line in fig.axes[0].get_lines() if line.get_marker() == "D"]
