@@ -61,6 +61,12 @@ def run_step_flops(config: RunConfig) -> int:
     return (step.forward + step.backward) * config.batch_size // COUNT_BATCH + step.method + step.update
 
 
+def pflop(flops: int) -> str:
+    """PFLOP to three significant digits, without exponents: 1,430 / 69.9 / 0.242."""
+    value = flops / 1e15
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tflops", type=float, default=0.0, help="effective TFLOP/s for an hours column")
@@ -95,7 +101,7 @@ def main() -> None:
 
     def line(name: str, runs: int, flops: int) -> str:
         hours = f" {flops / (args.tflops * 1e12) / 3600:.1f} |" if args.tflops else ""
-        return f"| {name} | {runs} | {flops / 1e15:.3g} |{hours}"
+        return f"| {name} | {runs} | {pflop(flops)} |{hours}"
 
     for row in rows:
         print(line(*row))
