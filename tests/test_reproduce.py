@@ -165,3 +165,20 @@ def test_a_published_number_that_several_series_are_set_against_is_drawn_once_in
     markers = [line for line in fig.axes[0].get_lines() if line.get_marker() == "D"]
     assert len(markers) == 1 and markers[0].get_color() == "black" and markers[0].get_label() == "published"
     assert sorted(zip(markers[0].get_xdata(), markers[0].get_ydata(), strict=True)) == [(2, 97.0), (8, 98.2)]
+
+
+def test_a_published_model_we_did_not_run_gets_its_own_labelled_place() -> None:
+    # laperm/cifar10-convs at laptop scale runs Conv2 and Conv4; the README's Conv13 still needs a tick of its own
+    published = tuple(
+        Published("LaPerm", m, v, "README") for m, v in (("Conv2", 78.2), ("Conv4", 89.2), ("Conv13", 92.2))
+    )
+    ax = figure_of(published, [("LaPerm", "Conv2", 38.9), ("LaPerm", "Conv4", 32.7)]).axes[0]
+    ticks = {t.get_text(): t.get_position()[0] for t in ax.get_xticklabels()}
+    assert ticks == {"Conv2": 0, "Conv4": 1, "Conv13": 2}
+    markers = [line for line in ax.get_lines() if line.get_marker() == "D"]
+    placed = {
+        float(y): float(x)
+        for line in markers
+        for x, y in zip(line.get_xdata(), line.get_ydata(), strict=True)
+    }
+    assert placed == {78.2: 0.0, 89.2: 1.0, 92.2: 2.0}

@@ -182,9 +182,11 @@ class Experiment:
         ax = fig.subplots()
         ours = list(dict.fromkeys(summary["series"]))
         single = summary["x"].nunique() == 1 and len(ours) > 1
+        # every x of the figure, ours first: a categorical published x we did not run still gets its own place
+        every_x = pd.Series([*summary["x"].tolist(), *(p.x for p in self.published)])
         colours = {}
         for i, (series, group) in enumerate(summary.groupby("series", sort=False)):
-            xs = [i] if single else _positions(group["x"], summary["x"])
+            xs = [i] if single else _positions(group["x"], every_x)
             err = np.nan_to_num(group["std"].to_numpy(dtype=float))
             line = ax.errorbar(xs, group["mean"], yerr=err, marker="o", capsize=3, label=f"{series} (ours)")
             colours[series] = line[0].get_color()
@@ -199,7 +201,7 @@ class Experiment:
         if shared:
             xs_shared, ys_shared = zip(*sorted(shared, key=lambda key: (str(key[0]), key[1])), strict=True)
             ax.plot(
-                _positions(pd.Series(list(xs_shared)), summary["x"]),
+                _positions(pd.Series(list(xs_shared)), every_x),
                 list(ys_shared),
                 linestyle="none",
                 marker="D",
@@ -221,7 +223,7 @@ class Experiment:
                     continue  # a published series we did not measure has no category to stand in
                 xs = [ours.index(mine)] * len(points)
             else:
-                xs = _positions(pd.Series([p.x for p in points]), summary["x"])
+                xs = _positions(pd.Series([p.x for p in points]), every_x)
             ax.plot(
                 xs,
                 [p.value for p in points],
@@ -237,7 +239,7 @@ class Experiment:
             ax.set_xlim(-0.5, len(ours) - 0.5)
             ax.set_xlabel(f"{self.x_label}: {summary['x'].iloc[0]}")
         else:
-            self._x_axis(ax, summary)
+            self._x_axis(ax, summary, every_x)
             ax.set_xlabel(self.x_label)
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(title or f"{self.name}: {self.in_paper}", loc="left", fontsize="medium")
@@ -265,7 +267,7 @@ class Experiment:
             ax.legend(fontsize="small", loc="best")
         return fig
 
-    def _x_axis(self, ax, summary: pd.DataFrame) -> None:
+    def _x_axis(self, ax, summary: pd.DataFrame, every_x: pd.Series) -> None:
         if self.log_x and _numeric(summary["x"]):
             ax.set_xscale("log", base=2)
             ax.xaxis.set_major_formatter(ScalarFormatter())  # 2, 4, 8 rather than 2^1, 2^2, 2^3
@@ -275,7 +277,7 @@ class Experiment:
             if len(xs) <= 8 and all(b / a >= 1.3 for a, b in zip(xs, xs[1:], strict=False) if a > 0):
                 ax.set_xticks(xs)
         if not _numeric(summary["x"]):
-            order = list(dict.fromkeys(summary["x"].tolist()))
+            order = list(dict.fromkeys(every_x.tolist()))
             ax.set_xticks(range(len(order)), [str(x) for x in order])
 
 
@@ -299,4 +301,4 @@ def _positions(xs: pd.Series, all_xs: pd.Series) -> list[Any]:
     if _numeric(all_xs) and _numeric(xs):
         return list(xs)
     order = list(dict.fromkeys(all_xs.tolist()))
-    return [order.index(x) if x in order else len(order) for x in xs]
+    return [order.index(x) for x in xs]
