@@ -223,7 +223,9 @@ EXPERIMENTS = [
         ),
         x_label="model",
         note="these are not the Edge-Popup Conv-2/4 (conv2, conv4 in slotlab); their notebooks also skip the "
-        "input normalisation they compute",
+        "input normalisation they compute. Paper scale: 125 epochs at batch 50, a sync every 1000 steps (once an "
+        "epoch). CPU scales: Conv2 and Conv4 on a training subset (5000 images at laptop scale: 40 steps an "
+        "epoch, so the syncs are the ones at each epoch's end), Conv13 only as the published point.",
     ),
     Experiment(
         name="laperm/resnet50-pruned",
