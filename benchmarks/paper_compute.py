@@ -22,7 +22,8 @@ import sys
 import time
 
 from slotlab.config import SEED_FIELDS, RunConfig
-from slotlab.cost import step_flops, steps_per_epoch
+from slotlab.cost import StepFlops, step_flops, steps_per_epoch
+from slotlab.data import dataset_info
 from slotlab.experiments import EXPERIMENTS
 from slotlab.scales import get_scale
 
@@ -53,12 +54,37 @@ def step_key(config: RunConfig) -> str:
     return json.dumps(fields, sort_keys=True, default=str)
 
 
+SMALL_STEPS: dict[str, StepFlops] = {}  # step_key -> the step counted at COUNT_BATCH
+
+
+def small_step(config: RunConfig) -> StepFlops:
+    """``step_flops`` of ``config`` at ``COUNT_BATCH``, counted once per step_key."""
+    key = step_key(config)
+    if key not in SMALL_STEPS:
+        SMALL_STEPS[key] = step_flops(RunConfig(**{**config.to_dict(), "batch_size": COUNT_BATCH}))
+    return SMALL_STEPS[key]
+
+
 def run_step_flops(config: RunConfig) -> int:
     """``step_flops`` of ``config`` at its batch size, counted at ``COUNT_BATCH`` and scaled (the method's and the
     update's work do not depend on the batch)."""
-    small = RunConfig(**{**config.to_dict(), "batch_size": COUNT_BATCH})
-    step = step_flops(small)
+    step = small_step(config)
     return (step.forward + step.backward) * config.batch_size // COUNT_BATCH + step.method + step.update
+
+
+TEST_IMAGES = {"mnist": 10_000, "fashion-mnist": 10_000, "cifar10": 10_000}
+
+
+def run_flops_with_evaluation(config: RunConfig) -> int:
+    """A run's training FLOPs plus its evaluations' forward passes: the validation split after every epoch and
+    the test set once (what a CPU run spends its time on besides training)."""
+    counted = counted_config(config)
+    forward_per_image = small_step(counted).forward / COUNT_BATCH
+    info = dataset_info(config.dataset)
+    val = info.val_size if config.val_size < 0 else config.val_size
+    evaluated = val * counted.epochs + TEST_IMAGES.get(config.dataset, 10_000)
+    train = run_step_flops(counted) * steps_per_epoch(counted) * counted.epochs
+    return int(train + forward_per_image * evaluated)
 
 
 def pflop(flops: int) -> str:

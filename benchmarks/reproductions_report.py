@@ -8,20 +8,24 @@ replaced whole, so the rest of RESULTS.md is left as it is.
 
 Experiments that can run but have no reproduction at that scale yet are listed last, with how many of their runs
 the runs folder already holds and the hours the rest would take on one worker, projected from the finished runs of
-the same method, model and dataset there (their training and evaluation seconds, ``history.csv``).
+the same method, model and dataset there (their training and evaluation seconds, ``history.csv``), or where
+none has finished from the run's FLOPs at the median FLOP/s of the finished runs of its dataset.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 from pathlib import Path
 
 import pandas as pd
+from paper_compute import run_flops_with_evaluation
 
+from slotlab.config import RunConfig
 from slotlab.experiments import EXPERIMENTS, get_experiment
-from slotlab.runs import run_dir, runs_root
+from slotlab.runs import read_saved_config, run_dir, runs_root
 from slotlab.scales import get_scale
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,17 +98,35 @@ def kind(name: str) -> str:
     return name.rsplit("-", 1)[0]
 
 
+@functools.cache
+def _flops(config: RunConfig) -> int:
+    return run_flops_with_evaluation(config)
+
+
+def flop_rate(runs: Path, dataset: str) -> float:
+    """The median FLOP/s of the finished runs of ``dataset`` in ``runs`` (training and evaluation FLOPs over
+    their seconds)."""
+    rates = []
+    for result in runs.glob(f"*-{dataset}-*/result.json"):
+        config = RunConfig.from_dict(read_saved_config(result.parent)["config"])
+        rates.append(_flops(config) / run_seconds(result.parent))
+    return float(pd.Series(rates).median()) if rates else math.nan
+
+
 def missing_section(done: list[str], scale: str, runs: Path, seeds: int) -> str:
     """The runnable experiments without a reproduction at ``scale``: runs cached, runs left, projected hours."""
     measured: dict[str, list[float]] = {}
     for result in runs.glob("*/result.json"):
         measured.setdefault(kind(result.parent.name), []).append(run_seconds(result.parent))
+    rates: dict[str, float] = {}
     lines = [
         f"### Not yet reproduced at {scale} scale",
         "",
-        f"Runs of `--seeds {seeds}` already in the runs folder, and the hours the others would take on one worker "
-        "(the mean seconds of the finished runs of the same method, model and dataset there; `?` where none has "
-        "finished). Two workers take about half.",
+        f"Runs of `--seeds {seeds}` already in the runs folder, and the hours the others would take on one worker: "
+        "a run of a method, model and dataset that has finished runs there takes their mean seconds; any other "
+        "its training and evaluation FLOPs (`benchmarks/paper_compute.py`) at the median FLOP/s of the finished "
+        "runs of its dataset (marked ~: these rates vary about 2x with the model and the load). Two workers take "
+        "about half.",
         "",
         "| experiment | runs | cached | left | projected hours, one worker |",
         "|---|---|---|---|---|",
@@ -113,11 +135,17 @@ def missing_section(done: list[str], scale: str, runs: Path, seeds: int) -> str:
         if not experiment.runnable or experiment.name in done:
             continue
         planned = experiment.configs(get_scale(scale), list(range(seeds)))
-        left = [c.name for _, _, c in planned if not (run_dir(c, runs) / "result.json").is_file()]
-        known = [sum(measured[kind(n)]) / len(measured[kind(n)]) for n in left if kind(n) in measured]
-        hours = f"{sum(known) / 3600:.1f}" if len(known) == len(left) else "?"
-        if 0 < len(known) < len(left):
-            hours = f"> {sum(known) / 3600:.1f} (? for {len(left) - len(known)} runs)"
+        left = [c for _, _, c in planned if not (run_dir(c, runs) / "result.json").is_file()]
+        seconds, from_flops = 0.0, False
+        for config in left:
+            if kind(config.name) in measured:
+                seconds += sum(measured[kind(config.name)]) / len(measured[kind(config.name)])
+                continue
+            if config.dataset not in rates:
+                rates[config.dataset] = flop_rate(runs, config.dataset)
+            seconds += _flops(config) / rates[config.dataset]
+            from_flops = True
+        hours = "?" if math.isnan(seconds) else f"{'~' * from_flops}{seconds / 3600:.1f}"
         lines.append(
             f"| {experiment.name} | {len(planned)} | {len(planned) - len(left)} | {len(left)} | {hours} |"
         )
