@@ -5,7 +5,8 @@
 
 Each run's training FLOPs are ``slotlab.cost.step_flops`` (one step of its initial network at its batch size,
 FlopCounterMode's matmuls and convolutions plus the method's own elementwise work) times its steps per epoch
-times its epochs; evaluation passes are not counted. A finetune counts as dense training of its architecture. An
+times its epochs; the table leaves evaluation passes out (``run_flops_with_evaluation``, which the reproductions
+report uses to project CPU hours, adds them). A finetune counts as dense training of its architecture. An
 experiment's total is what ``reproduce NAME --scale paper`` trains when nothing is cached (runs it shares with
 another experiment count in both; the last row counts each distinct run once).
 
@@ -36,8 +37,11 @@ def counted_config(config: RunConfig) -> RunConfig:
         method="dense",
         model=config.model,
         dataset=config.dataset,
+        width=config.width,
         batch_size=config.batch_size,
         epochs=config.epochs,
+        train_size=config.train_size,
+        val_size=config.val_size,
         optimizer=config.optimizer,
         momentum=config.momentum,
         weight_decay=config.weight_decay,
@@ -72,7 +76,7 @@ def run_step_flops(config: RunConfig) -> int:
     return (step.forward + step.backward) * config.batch_size // COUNT_BATCH + step.method + step.update
 
 
-TEST_IMAGES = {"mnist": 10_000, "fashion-mnist": 10_000, "cifar10": 10_000}
+TEST_IMAGES = 10_000  # the test sets of MNIST, Fashion-MNIST and CIFAR-10
 
 
 def run_flops_with_evaluation(config: RunConfig) -> int:
@@ -82,7 +86,7 @@ def run_flops_with_evaluation(config: RunConfig) -> int:
     forward_per_image = small_step(counted).forward / COUNT_BATCH
     info = dataset_info(config.dataset)
     val = info.val_size if config.val_size < 0 else config.val_size
-    evaluated = val * counted.epochs + TEST_IMAGES.get(config.dataset, 10_000)
+    evaluated = val * counted.epochs + TEST_IMAGES
     train = run_step_flops(counted) * steps_per_epoch(counted) * counted.epochs
     return int(train + forward_per_image * evaluated)
 
@@ -98,7 +102,6 @@ def main() -> None:
     parser.add_argument("--tflops", type=float, default=0.0, help="effective TFLOP/s for an hours column")
     args = parser.parse_args()
     scale = get_scale("paper")
-    steps: dict[str, int] = {}  # step_key -> FLOPs of one step
     distinct: dict[str, int] = {}  # run name -> its training FLOPs
     rows = []
     start = time.perf_counter()
@@ -110,15 +113,12 @@ def main() -> None:
         planned = experiment.configs(scale, seeds)
         for _, _, config in planned:
             counted = counted_config(config)
-            key = step_key(counted)
-            if key not in steps:
-                steps[key] = run_step_flops(counted)
-            flops = steps[key] * steps_per_epoch(counted) * counted.epochs
+            flops = run_step_flops(counted) * steps_per_epoch(counted) * counted.epochs
             distinct[config.name] = flops
             total += flops
         rows.append((experiment.name, len(planned), total))
         print(
-            f"{experiment.name}: {len(steps)} steps counted, {time.perf_counter() - start:.0f} s",
+            f"{experiment.name}: {len(SMALL_STEPS)} steps counted, {time.perf_counter() - start:.0f} s",
             file=sys.stderr,
         )
     header = "| experiment | runs | training PFLOP |" + (" hours |" if args.tflops else "")
@@ -132,7 +132,7 @@ def main() -> None:
     for row in rows:
         print(line(*row))
     print(line("all, each distinct run once", len(distinct), sum(distinct.values())))
-    print(f"\n{len(steps)} distinct steps counted in {time.perf_counter() - start:.0f} s")
+    print(f"\n{len(SMALL_STEPS)} distinct steps counted in {time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":

@@ -103,21 +103,26 @@ def _flops(config: RunConfig) -> int:
     return run_flops_with_evaluation(config)
 
 
-def flop_rate(runs: Path, dataset: str) -> float:
-    """The median FLOP/s of the finished runs of ``dataset`` in ``runs`` (training and evaluation FLOPs over
-    their seconds)."""
-    rates = []
-    for result in runs.glob(f"*-{dataset}-*/result.json"):
-        config = RunConfig.from_dict(read_saved_config(result.parent)["config"])
-        rates.append(_flops(config) / run_seconds(result.parent))
+def finished_runs(runs: Path) -> dict[RunConfig, float]:
+    """Every finished run in ``runs``: its config and its training and evaluation seconds."""
+    return {
+        RunConfig.from_dict(read_saved_config(result.parent)["config"]): run_seconds(result.parent)
+        for result in runs.glob("*/result.json")
+    }
+
+
+def flop_rate(finished: dict[RunConfig, float], dataset: str) -> float:
+    """The median FLOP/s of the finished runs of ``dataset`` (training and evaluation FLOPs over seconds)."""
+    rates = [_flops(config) / seconds for config, seconds in finished.items() if config.dataset == dataset]
     return float(pd.Series(rates).median()) if rates else math.nan
 
 
 def missing_section(done: list[str], scale: str, runs: Path, seeds: int) -> str:
     """The runnable experiments without a reproduction at ``scale``: runs cached, runs left, projected hours."""
+    finished = finished_runs(runs)
     measured: dict[str, list[float]] = {}
-    for result in runs.glob("*/result.json"):
-        measured.setdefault(kind(result.parent.name), []).append(run_seconds(result.parent))
+    for config, seconds in finished.items():
+        measured.setdefault(kind(config.name), []).append(seconds)
     rates: dict[str, float] = {}
     lines = [
         f"### Not yet reproduced at {scale} scale",
@@ -142,7 +147,7 @@ def missing_section(done: list[str], scale: str, runs: Path, seeds: int) -> str:
                 seconds += sum(measured[kind(config.name)]) / len(measured[kind(config.name)])
                 continue
             if config.dataset not in rates:
-                rates[config.dataset] = flop_rate(runs, config.dataset)
+                rates[config.dataset] = flop_rate(finished, config.dataset)
             seconds += _flops(config) / rates[config.dataset]
             from_flops = True
         hours = "?" if math.isnan(seconds) else f"{'~' * from_flops}{seconds / 3600:.1f}"
