@@ -164,9 +164,9 @@ def report(out: Path, scale: str, runs: Path | None = None, seeds: int = 3) -> s
     sections = [experiment_section(out / name, name, scale) for name in names]
     within = missed = 0
     for name in names:
-        verdicts = pd.read_csv(out / name / "verdicts.csv")
-        within += int(verdicts["within tolerance"].sum())
-        missed += int((~verdicts["within tolerance"].astype(bool)).sum())
+        judged = pd.read_csv(out / name / "verdicts.csv")["within tolerance"].dropna().astype(bool)
+        within += int(judged.sum())
+        missed += int((~judged).sum())
     head = (
         f"{len(names)} experiments measured at {scale} scale; {within} published numbers reached within "
         f"tolerance, {missed} missed. Mean ± std over seeds with the 95 % t interval; our numbers use the "

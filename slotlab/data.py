@@ -99,6 +99,12 @@ def dataset_names() -> list[str]:
     return list(DATASETS)
 
 
+def is_synthetic(name: str) -> bool:
+    """Whether ``name`` is a synthetic stand-in made in memory (its accuracies say nothing about a paper's)."""
+    info = DATASETS[name]
+    return info.torchvision_class is None and info.folder is None
+
+
 def dataset_info(name: str) -> DatasetInfo:
     if name not in DATASETS:
         raise SlotlabError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")

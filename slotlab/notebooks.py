@@ -178,6 +178,8 @@ def show(reproduction: Reproduction, save: str | Path | None = None) -> None:
             columns={"ours": "ours %", "published": "published %", "difference": "difference (points)"}
         )
         display(shown.round(2))
+        if reproduction.caveat:
+            display(HTML(f"<p><i>{html.escape(reproduction.caveat)}</i></p>"))
     else:
         display(HTML("<p>no published number to compare with</p>"))
     if e.note:

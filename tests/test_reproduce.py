@@ -116,6 +116,8 @@ def test_a_smoke_reproduction_writes_its_table_figure_and_verdicts(tmp_path: Pat
     table = pd.read_csv(folder / "table.csv")
     assert len(table) == 4 and sorted(table["seed"].unique()) == [0, 1]
     assert result.summary["n"].tolist() == [2, 2] and len(result.verdicts) == 2
+    # synthetic data: the differences are shown, but nothing is judged within or outside the tolerance
+    assert result.verdicts["within tolerance"].isna().all() and "synthetic" in result.caveat
     assert not result.failed
     again = reproduce(TOY.name, scale="smoke", seeds=2, root=tmp_path / "runs", out=None, workers=1)
     assert again.table["test %"].tolist() == result.table["test %"].tolist()  # read back from the cache
