@@ -120,7 +120,9 @@ def reproduce(
             "device": str(pick_device(device)),
         }
         atomic_write_json(meta, folder / f"meta-{scale.name}.json")
-    return Reproduction(experiment, scale, seed_list, table, summary, verdicts, figure, folder, failed, caveat)
+    return Reproduction(
+        experiment, scale, seed_list, table, summary, verdicts, figure, folder, failed, caveat
+    )
 
 
 # training images per epoch of the full datasets (the training split less the default validation split)
