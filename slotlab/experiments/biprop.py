@@ -225,8 +225,9 @@ EXPERIMENTS = [
         ),
         x_label="fraction of weights kept",
         note="paper scale: lr 0.1 with a cosine schedule for 100 epochs, SGD for MPT-1/32 and Adam for MPT-1/1 "
-        "(sign activations, on the x1.25 network) as the authors' configs. Laptop scale trains on 2 000 CIFAR-10 images for 4 epochs (a "
-        "VGG-Small epoch on a CPU is minutes): a check that the networks learn, far below the published budget.",
+        "(sign activations, on the x1.25 network) as the authors' configs. Laptop scale trains on 2 000 "
+        "CIFAR-10 images for 4 epochs (a VGG-Small epoch on a CPU is minutes): a check that the networks learn, "
+        "far below the published budget.",
     ),
     Experiment(
         name="biprop/imagenet",
