@@ -21,6 +21,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import signal
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -124,6 +126,28 @@ def _init_worker(devices, threads: int) -> None:
 
     torch.set_num_threads(threads)
     _WORKER["device"] = devices.get() if devices is not None else None
+    # a worker outlives a sweep process that is killed (a notebook kernel restarted): it would go on training
+    # its run for minutes or hours, holding the run's lock. It stops instead, unwinding the run so that the lock
+    # is released (the run resumes from its last checkpoint next time).
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    threading.Thread(target=_stop_when_orphaned, args=(os.getppid(),), daemon=True).start()
+
+
+class _SweepProcessGone(BaseException):
+    """Raised in a worker told to stop; not an ``Exception``, so no handler of the run's own catches it."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    if not _WORKER.get("busy"):
+        os._exit(128 + signum)
+    raise _SweepProcessGone
+
+
+def _stop_when_orphaned(parent: int, poll_seconds: float = 1.0) -> None:
+    """Send this process SIGTERM once its parent ``parent`` has died (it is then re-parented: getppid changes)."""
+    while os.getppid() == parent:
+        time.sleep(poll_seconds)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _run_point(config_dict: dict, root: str, device: str | None, data_root: str | None) -> dict[str, Any]:
@@ -131,6 +155,7 @@ def _run_point(config_dict: dict, root: str, device: str | None, data_root: str 
     start = time.perf_counter()
     device = _WORKER.get("device") or device
     try:
+        _WORKER["busy"] = True
         config = RunConfig.from_dict(config_dict)
         if (run_dir(config, root) / "result.json").is_file():
             return {"status": "cached", "error": "", "seconds": 0.0}
@@ -142,6 +167,12 @@ def _run_point(config_dict: dict, root: str, device: str | None, data_root: str 
         status, error = "failed", str(bad)
     except Exception as crash:  # a bug or a resource error in one point must not stop the sweep
         status, error = "failed", f"{type(crash).__name__}: {crash}".splitlines()[0]
+    except (
+        _SweepProcessGone
+    ):  # the run has unwound (its lock released); nobody is left to send the outcome to
+        os._exit(128 + signal.SIGTERM)
+    finally:
+        _WORKER["busy"] = False
     return {"status": status, "error": error, "seconds": time.perf_counter() - start}
 
 

@@ -136,6 +136,58 @@ def test_a_run_locked_by_a_live_process_is_waited_for_not_trained_twice(tmp_path
         holder.wait()
 
 
+ORPHANED_WORKER = """
+import json, multiprocessing, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from slotlab.sweep import _init_worker, _run_point
+
+if __name__ == "__main__":
+    pool = ProcessPoolExecutor(
+        1, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(None, 1)
+    )
+    pool.submit(_run_point, json.loads(sys.argv[1]), sys.argv[2], "cpu", None)
+    time.sleep(300)
+"""
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or a zombie left for its new parent to reap."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def _wait_for(condition, seconds: float, failure: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.2)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_a_worker_whose_sweep_process_is_killed_stops_and_releases_its_runs_lock(tmp_path: Path) -> None:
+    """A restarted notebook kernel SIGKILLs the sweep process; its worker must not train on for hours."""
+    config = TINY.replace(epochs=100_000)  # a run that would hold its lock for hours
+    folder = run_dir(config, tmp_path)
+    script = tmp_path / "sweep_process.py"
+    script.write_text(ORPHANED_WORKER)
+    parent = subprocess.Popen([sys.executable, str(script), json.dumps(config.to_dict()), str(tmp_path)])
+    try:
+        # the spawned worker imports torch, then trains; wait for its first epoch's checkpoint
+        _wait_for(lambda: (folder / "last.pt").is_file(), 120, "the worker never trained an epoch")
+        worker = read_lock(folder / "lock")["pid"]
+        assert worker != parent.pid and not _gone(worker)
+        parent.kill()
+        parent.wait()
+        _wait_for(lambda: _gone(worker), 20, "the orphaned worker went on training")
+        assert not (folder / "lock").exists()  # released: the run resumes next time
+        assert (folder / "last.pt").is_file() and not (folder / "result.json").exists()
+    finally:
+        parent.kill()
+        parent.wait()
+
+
 def test_lock_is_exclusive_released_by_its_owner_only_and_stale_when_the_pid_is_reused(
     tmp_path: Path,
 ) -> None:
