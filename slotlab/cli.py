@@ -268,8 +268,8 @@ def _reproduce(args: argparse.Namespace) -> int:
                     index=False, float_format=lambda v: f"{v:.2f}"
                 )
             )
-    if result.caveat:
-        print(f"({result.caveat})")
+            if result.caveat:
+                print(f"({result.caveat})")
     for line in result.failed:
         print(f"not finished: {line}", file=sys.stderr)
     print(f"(written to {result.folder})")

@@ -50,7 +50,7 @@ class Reproduction:
     def _repr_html_(self) -> str:
         e = self.experiment
         head = f"<p><b>{e.name}</b> ({e.paper}, {e.in_paper}) at scale <code>{self.scale.name}</code>: {e.question}</p>"
-        if self.caveat:
+        if self.caveat and len(self.verdicts):
             head += f"<p><i>{self.caveat}</i></p>"
         return head + self.verdicts.to_html(index=False, float_format=lambda v: f"{v:.2f}")
 

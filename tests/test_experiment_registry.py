@@ -79,7 +79,6 @@ EXPECTED: dict[str, set[str]] = {
 }
 # what must be runnable today, and what must say what it lacks
 NOT_RUNNABLE = {
-    "edge-popup/imagenet",
     "edge-popup/imagenet-density",
     "biprop/imagenet",
     "iwr/imagenet",

@@ -184,3 +184,25 @@ def test_a_published_model_we_did_not_run_gets_its_own_labelled_place() -> None:
         for x, y in zip(line.get_xdata(), line.get_ydata(), strict=True)
     }
     assert placed == {78.2: 0.0, 89.2: 1.0, 92.2: 2.0}
+
+
+def test_a_stand_ins_one_model_set_against_the_papers_models_puts_the_models_on_the_axis() -> None:
+    # edge-popup/imagenet on the CPU scales: both inits on ResNet-20 only, the paper's numbers on three ResNets
+    published = tuple(
+        Published(init, model, v, "README")
+        for init, values in (("kn", (61.7, 66.2)), ("sc", (68.6, 72.3)))
+        for model, v in zip(("ResNet-50", "ResNet-101"), values, strict=True)
+    )
+    points = [("kn (ResNet-20 stand-in)", "ResNet-20", 40.0), ("sc (ResNet-20 stand-in)", "ResNet-20", 45.0)]
+    ax = figure_of(published, points).axes[0]
+    ticks = {t.get_text(): t.get_position()[0] for t in ax.get_xticklabels()}
+    assert ticks == {"ResNet-20": 0, "ResNet-50": 1, "ResNet-101": 2}
+    ours = {c.get_label(): c.lines[0].get_color() for c in ax.containers}
+    markers = [line for line in ax.get_lines() if line.get_marker() == "D"]
+    placed = {
+        float(y): (float(x), line.get_color())
+        for line in markers
+        for x, y in zip(line.get_xdata(), line.get_ydata(), strict=True)
+    }
+    kn, sc = ours["kn (ResNet-20 stand-in) (ours)"], ours["sc (ResNet-20 stand-in) (ours)"]
+    assert placed == {61.7: (1.0, kn), 66.2: (2.0, kn), 68.6: (1.0, sc), 72.3: (2.0, sc)}

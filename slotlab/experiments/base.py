@@ -182,7 +182,13 @@ class Experiment:
         fig = Figure(figsize=(6, 3.6), layout="constrained")
         ax = fig.subplots()
         ours = list(dict.fromkeys(summary["series"]))
-        single = summary["x"].nunique() == 1 and len(ours) > 1
+        # one x of ours and of the paper's: the series are the categories (a stand-in's one x set against the
+        # paper's models is not: those models get their own ticks)
+        single = (
+            summary["x"].nunique() == 1
+            and len(ours) > 1
+            and all(p.x == summary["x"].iloc[0] for p in self.published)
+        )
         # every x of the figure, ours first: a categorical published x we did not run still gets its own place
         every_x = pd.Series([*summary["x"].tolist(), *(p.x for p in self.published)])
         colours = {}

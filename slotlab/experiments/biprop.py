@@ -16,6 +16,7 @@ from slotlab.experiments.edge_popup import (
     dense_baseline,
     densities,
     depth_models,
+    resnet_stand_in,
     stand_in,
     widths,
 )
@@ -32,9 +33,7 @@ def _mpt_1_32(scale: Scale) -> list[Point]:
     if scale.is_paper:
         data, tag = {**cifar(scale, "resnet18"), "weight_decay": 5e-4, "batch_size": 256}, ""
     else:
-        data, tag = cifar(scale, "resnet20"), " (ResNet-20 stand-in)"
-        if scale.name == "laptop":  # a ResNet-20 epoch on a CPU is minutes: fewer images and epochs
-            data = {**data, "train_size": 2000, "epochs": 4}
+        data, tag = resnet_stand_in(scale), " (ResNet-20 stand-in)"
     return [
         Point(f"MPT-1/32{tag}", 0.2, "biprop", {"density": 0.2, **data}),
         Point(f"MPT-1/32 +BN{tag}", 0.2, "biprop", {"density": 0.2, "learned_bn": True, **data}),

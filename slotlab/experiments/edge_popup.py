@@ -1,7 +1,7 @@
 """Edge-Popup (Ramanujan et al., CVPR 2020, arXiv 1911.13299): its figures and tables as experiments.
 
 The paper gives its CIFAR-10 results as figures only; the numbers it states are the ImageNet table of the authors'
-README, which slotlab cannot run yet. The settings here are shared with the Biprop and IWR experiments (which build
+README (edge-popup/imagenet). The settings here are shared with the Biprop and IWR experiments (which build
 on the same code base): at paper scale the paper's model on CIFAR-10 with augmentation; on the CPU scales either
 that model on a training subset or Lenet-300-100 on MNIST as a stand-in, whose series then carry the stand-in's
 name so that no verdict sets a stand-in's accuracy against the paper's number.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from slotlab.config import RECIPES
 from slotlab.experiments.base import Experiment, Point, Published
 from slotlab.scales import Scale
 
@@ -47,6 +48,15 @@ def stand_in(scale: Scale, model: str) -> tuple[dict[str, Any], str]:
     if scale.is_paper:
         return cifar(scale, model), ""
     return dict(STAND_IN), STAND_IN_TAG
+
+
+def resnet_stand_in(scale: Scale) -> dict[str, Any]:
+    """ResNet-20 on a CIFAR-10 subset: the CPU scales' stand-in for the papers' large ResNets (a network with
+    BatchNorm); at laptop scale 2 000 images for 4 epochs, since a ResNet-20 epoch on a CPU is minutes."""
+    data = cifar(scale, "resnet20")
+    if scale.name == "laptop":
+        data = {**data, "train_size": 2000, "epochs": 4}
+    return data
 
 
 def dense_baseline(scale: Scale) -> dict[str, Any]:
@@ -172,6 +182,34 @@ def _density_sweep(scale: Scale) -> list[Point]:
     ]
 
 
+def _imagenet(scale: Scale) -> list[Point]:
+    """The README table: each ResNet and init at 30 % kept under the ImageNet recipe, from the configs
+    ``configs/largescale/subnetonly/<model>-u{kn,sc}-unsigned`` (unscaled inits); ResNet-20 on a CIFAR-10 subset
+    on the CPU scales."""
+    if scale.is_paper:
+        return [
+            Point(
+                label,
+                IMAGENET_MODELS[model],
+                "edge-popup",
+                {**RECIPES["imagenet"], "model": model, "dataset": "imagenet", "density": 0.3, "init": init},
+            )
+            for model in IMAGENET_MODELS
+            for init, label in IMAGENET_INITS.items()
+        ]
+    return [
+        Point(
+            f"{label} (ResNet-20 stand-in)",
+            "ResNet-20",
+            "edge-popup",
+            {**resnet_stand_in(scale), "density": 0.3, "init": init},
+        )
+        for init, label in IMAGENET_INITS.items()
+    ]
+
+
+IMAGENET_MODELS = {"resnet50": "ResNet-50", "resnet101": "ResNet-101", "wide_resnet50_2": "Wide ResNet-50"}
+IMAGENET_INITS = {"kn": "Kaiming normal", "sc": "signed Kaiming constant"}
 IMAGENET_PUBLISHED = (
     ("Kaiming normal", "ResNet-50", 61.7),
     ("signed Kaiming constant", "ResNet-50", 68.6),
@@ -262,9 +300,13 @@ EXPERIMENTS = [
         paper=PAPER,
         in_paper="ImageNet table (README results): ResNet-50, ResNet-101, Wide ResNet-50 at 30 % of weights",
         question="How accurate are subnetworks of large random ResNets on ImageNet?",
-        grid=None,
-        missing="ImageNet training at scale on a GPU (100 epochs of ResNet-50/101, Wide ResNet-50-2; the models "
-        "are there)",
+        grid=_imagenet,
+        seeds={"smoke": 1, "laptop": 3, "paper": 1},
+        note="paper scale: one run per point, as the table (each is about a hundred ImageNet epochs of a "
+        "ResNet-50 or larger; --seeds N for more), with ImageNet in $SLOTLAB_DATA/imagenet/{train,val} and each "
+        "run on one GPU. The CPU scales measure ResNet-20 on a CIFAR-10 subset (laptop: 2 000 images, 4 epochs) "
+        "with both inits at 30 % kept, under stand-in series names: does signed constant beat Kaiming normal "
+        "there too?",
         published=tuple(
             Published(
                 series, model, value, "hidden-networks README table (ImageNet top-1, 30 % kept)", BEST_TEST
