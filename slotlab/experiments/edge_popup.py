@@ -321,6 +321,7 @@ EXPERIMENTS = [
         in_paper="figure: ImageNet accuracy against % of weights kept and against the number of parameters",
         question="How does ImageNet accuracy depend on k and on the subnetwork's size?",
         grid=None,
-        missing="ImageNet training at scale on a GPU (the models are there)",
+        missing="the k values of the figure's sweep, which the paper's text does not state (each run would be "
+        "one of edge-popup/imagenet's at another k)",
     ),
 ]
