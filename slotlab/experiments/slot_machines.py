@@ -15,6 +15,7 @@ from typing import Any
 from slotlab.config import SEED_FIELDS, RunConfig, scaled_config
 from slotlab.cost import training_cost
 from slotlab.experiments.base import Experiment, Point, Published
+from slotlab.experiments.edge_popup import cifar
 from slotlab.scales import Scale
 
 PAPER = "Aladago & Torresani 2021, Slot Machines"
@@ -33,13 +34,9 @@ def _cpu_ks(scale: Scale, wanted: tuple[int, ...]) -> list[int]:
 
 
 def _cifar(scale: Scale, model: str, laptop_size: int = 5000) -> dict[str, Any]:
-    """A CIFAR-10 model with augmentation; a training subset on the CPU scales."""
-    data: dict[str, Any] = {"model": model, "dataset": "cifar10", "augment": True}
-    if scale.is_paper:
-        return data
-    if scale.name == "smoke":
-        return {**data, "train_size": 256, "val_size": 100}
-    return {**data, "train_size": laptop_size}
+    """A CIFAR-10 model with augmentation; a training subset on the CPU scales (laptop: ``laptop_size`` images)."""
+    data = cifar(scale, model)
+    return {**data, "train_size": laptop_size} if scale.name == "laptop" else data
 
 
 def _random_network(series: str, **choices: Any) -> Point:
