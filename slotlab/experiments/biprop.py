@@ -13,6 +13,7 @@ from slotlab.experiments.edge_popup import (
     BEST_TEST,
     MODEL_NAMES,
     cifar,
+    cifar_dense,
     dense_baseline,
     densities,
     depth_models,
@@ -74,7 +75,7 @@ def _going_deeper(scale: Scale) -> list[Point]:
             Point(f"{MODEL_NAMES[model]}, MPT-1/32", d, "biprop", {"density": d, **data})
             for d in densities(scale, SWEEP, (0.1, 0.5))
         ]
-        points.append(Point(f"{MODEL_NAMES[model]}, dense", 1.0, "dense", {**dense_baseline(scale), **data}))
+        points.append(Point(f"{MODEL_NAMES[model]}, dense", 1.0, "dense", cifar_dense(scale, data)))
     return points
 
 
