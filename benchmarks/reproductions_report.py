@@ -69,7 +69,12 @@ def experiment_section(folder: Path, name: str, scale: str) -> str:
             f"| {row.series} | {_x(row.x)} | {_number(row.mean)} ± {_number(row.std)} | {row.n} | {interval} |"
         )
     lines.append("")
-    if verdicts.empty:
+    if verdicts.empty and experiment.published:
+        lines.append(
+            "No verdict: the published numbers are for the paper's own networks and data, which this scale "
+            "replaces by the stand-in its series names."
+        )
+    elif verdicts.empty:
         lines.append("No published number for these points (the paper gives this result as a figure only).")
     else:
         tolerance = verdicts["tolerance"].iloc[0]
