@@ -264,9 +264,9 @@ def _reproduce(args: argparse.Namespace) -> int:
         print(result.summary.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
         if len(result.verdicts):
             print(
-                result.verdicts.drop(columns="tolerance").to_string(
-                    index=False, float_format=lambda v: f"{v:.2f}"
-                )
+                result.verdicts.drop(columns="tolerance")
+                .fillna({"within tolerance": "not judged"})
+                .to_string(index=False, float_format=lambda v: f"{v:.2f}")
             )
             if result.caveat:
                 print(f"({result.caveat})")

@@ -174,8 +174,12 @@ def show(reproduction: Reproduction, save: str | Path | None = None) -> None:
         head += "<p>not finished: " + "; ".join(reproduction.failed) + "</p>"
     display(HTML(head))
     if len(reproduction.verdicts):
-        shown = reproduction.verdicts.drop(columns=["tolerance"]).rename(
-            columns={"ours": "ours %", "published": "published %", "difference": "difference (points)"}
+        shown = (
+            reproduction.verdicts.drop(columns=["tolerance"])
+            .fillna({"within tolerance": "not judged"})
+            .rename(
+                columns={"ours": "ours %", "published": "published %", "difference": "difference (points)"}
+            )
         )
         display(shown.round(2))
         if reproduction.caveat:
