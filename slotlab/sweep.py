@@ -143,11 +143,16 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise _SweepProcessGone
 
 
-def _stop_when_orphaned(parent: int, poll_seconds: float = 1.0) -> None:
-    """Send this process SIGTERM once its parent ``parent`` has died (it is then re-parented: getppid changes)."""
+def _stop_when_orphaned(parent: int, poll_seconds: float = 1.0, grace_seconds: float = 30.0) -> None:
+    """Once this worker's parent ``parent`` has died (it is then re-parented: getppid changes), stop the run with
+    SIGTERM and exit as soon as it has unwound (``_run_point``), or after ``grace_seconds`` in any case: code
+    inside a run (torch.compile's tracing) may turn the unwinding into an ordinary error."""
     while os.getppid() == parent:
         time.sleep(poll_seconds)
+    _WORKER["orphaned"] = True
     os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(grace_seconds)
+    os._exit(128 + signal.SIGTERM)
 
 
 def _run_point(config_dict: dict, root: str, device: str | None, data_root: str | None) -> dict[str, Any]:
@@ -167,12 +172,12 @@ def _run_point(config_dict: dict, root: str, device: str | None, data_root: str 
         status, error = "failed", str(bad)
     except Exception as crash:  # a bug or a resource error in one point must not stop the sweep
         status, error = "failed", f"{type(crash).__name__}: {crash}".splitlines()[0]
-    except (
-        _SweepProcessGone
-    ):  # the run has unwound (its lock released); nobody is left to send the outcome to
+    except _SweepProcessGone:  # the run has unwound (its lock released); nobody waits for its outcome
         os._exit(128 + signal.SIGTERM)
     finally:
         _WORKER["busy"] = False
+        if _WORKER.get("orphaned"):  # however the run ended, it has unwound by now
+            os._exit(128 + signal.SIGTERM)
     return {"status": status, "error": error, "seconds": time.perf_counter() - start}
 
 
