@@ -11,6 +11,7 @@ from __future__ import annotations
 from slotlab.experiments.base import Experiment, Point, Published
 from slotlab.experiments.edge_popup import (
     BEST_TEST,
+    LAPTOP_HEAVY,
     MODEL_NAMES,
     cifar,
     cifar_dense,
@@ -102,7 +103,7 @@ def _vgg_small(scale: Scale) -> list[Point]:
     """The README's VGG-Small rows: MPT-1/32 at 95 % pruned, MPT-1/1 (and +BN) on the x1.25 network at 75 %."""
     plain, wide = cifar(scale, "vgg-small"), cifar(scale, "vgg-small-wide")
     if scale.name == "laptop":  # a VGG-Small epoch of 5 000 images on a CPU is about 20 minutes
-        plain, wide = ({**d, "train_size": 2000, "epochs": 4} for d in (plain, wide))
+        plain, wide = ({**d, **LAPTOP_HEAVY} for d in (plain, wide))
     binary = {"binary_activations": True}
     return [
         Point("MPT-1/32", 0.05, "biprop", {"density": 0.05, **plain}),

@@ -30,6 +30,7 @@ DEPTHS = ("conv2", "conv4", "conv6", "conv8")
 PAPER_DENSITIES = (0.1, 0.3, 0.5, 0.7, 0.9)  # the fraction of weights kept, across the papers' k axis
 SUBSETS = {"smoke": {"train_size": 256, "val_size": 100}, "laptop": {"train_size": 5000}}
 SMOKE_NARROWED = ("vgg19", "vgg-small", "vgg-small-wide")
+LAPTOP_HEAVY = {"train_size": 2000, "epochs": 4}  # laptop scale for networks whose CPU epoch takes minutes
 STAND_IN = {"model": "lenet300", "dataset": "mnist"}
 STAND_IN_TAG = " (Lenet-300-100 stand-in)"
 
@@ -59,9 +60,7 @@ def resnet_stand_in(scale: Scale) -> dict[str, Any]:
     """ResNet-20 on a CIFAR-10 subset: the CPU scales' stand-in for the papers' large ResNets (a network with
     BatchNorm); at laptop scale 2 000 images for 4 epochs, since a ResNet-20 epoch on a CPU is minutes."""
     data = cifar(scale, "resnet20")
-    if scale.name == "laptop":
-        data = {**data, "train_size": 2000, "epochs": 4}
-    return data
+    return {**data, **LAPTOP_HEAVY} if scale.name == "laptop" else data
 
 
 def dense_baseline(scale: Scale) -> dict[str, Any]:
