@@ -6,7 +6,9 @@ replaced whole, so the rest of RESULTS.md is left as it is.
 
     python benchmarks/reproductions_report.py --out reproductions --scale laptop
 
-Experiments that can run but have no reproduction at that scale yet are listed last, with how many of their runs
+A reproduction that ``<out>`` does not hold keeps the section an earlier report wrote for it: that section is the
+record of runs made on another machine, and a report from a fresh runs folder adds to it instead of dropping
+it. Experiments that can run but have no reproduction at that scale yet are listed last, with how many of their runs
 the runs folder already holds and the hours the rest would take on one worker, projected from the finished runs of
 the same method, model and dataset there (their training and evaluation seconds, ``history.csv``), or where
 none has finished from the run's FLOPs at the median FLOP/s of the finished runs of its dataset.
@@ -159,27 +161,58 @@ def missing_section(done: list[str], scale: str, runs: Path, seeds: int) -> str:
         lines.append(
             f"| {experiment.name} | {len(planned)} | {len(planned) - len(left)} | {len(left)} | {hours} |"
         )
+    if lines[-1].startswith("|---"):  # no row: nothing is left
+        return f"### Not yet reproduced at {scale} scale\n\nNone: every runnable experiment has a reproduction.\n"
     return "\n".join(lines) + "\n"
 
 
-def report(out: Path, scale: str, runs: Path | None = None, seeds: int = 3) -> str:
-    """Every reproduction under ``out`` at ``scale``, in registry order."""
-    found = sorted(path.parent for path in out.glob(f"*/*/meta-{scale}.json"))
-    names = [str(folder.relative_to(out)) for folder in found]
-    sections = [experiment_section(out / name, name, scale) for name in names]
+def earlier_sections(previous: str, scale: str) -> dict[str, str]:
+    """The reproduction sections of an earlier report's text, by experiment name."""
+    sections: dict[str, str] = {}
+    suffix = f" ({scale} scale)"
+    for chunk in previous.split("\n### ")[1:]:
+        header, _, _ = chunk.partition("\n")
+        if header.endswith(suffix):
+            sections[header.removesuffix(suffix)] = f"### {chunk.rstrip()}\n"
+    return sections
+
+
+def verdict_counts(section: str) -> tuple[int, int]:
+    """Published numbers reached within tolerance and missed, read off a section's verdict table."""
     within = missed = 0
-    for name in names:
-        judged = pd.read_csv(out / name / "verdicts.csv")["within tolerance"].dropna().astype(bool)
-        within += int(judged.sum())
-        missed += int((~judged).sum())
+    in_table = False
+    for line in section.splitlines():
+        if line.startswith("| point | ours | published |"):
+            in_table = True
+        elif in_table and line.startswith("| ") and not line.startswith("|---"):
+            cell = line.split(" | ")[4].strip()
+            within += cell == "yes"
+            missed += cell == "**no**"
+        elif not line.startswith("|"):
+            in_table = False
+    return within, missed
+
+
+def report(out: Path, scale: str, runs: Path | None = None, seeds: int = 3, previous: str = "") -> str:
+    """Every reproduction under ``out`` at ``scale``, and the sections of ``previous`` (an earlier report) for
+    the experiments of the registry that ``out`` does not hold, in name order."""
+    found = sorted(path.parent for path in out.glob(f"*/*/meta-{scale}.json"))
+    sections = {name: text for name, text in earlier_sections(previous, scale).items() if name in EXPERIMENTS}
+    for folder in found:
+        name = str(folder.relative_to(out))
+        sections[name] = experiment_section(folder, name, scale)
+    names = sorted(sections)
+    counts = [verdict_counts(sections[name]) for name in names]
     head = (
-        f"{len(names)} experiments measured at {scale} scale; {within} published numbers reached within "
-        f"tolerance, {missed} missed. Mean ± std over seeds with the 95 % t interval; our numbers use the "
-        "default protocol (validation selects the epoch, the test set is evaluated once).\n"
+        f"{len(names)} experiments measured at {scale} scale; {sum(w for w, _ in counts)} published numbers "
+        f"reached within tolerance, {sum(m for _, m in counts)} missed. Mean ± std over seeds with the 95 % t "
+        "interval; our numbers use the default protocol (validation selects the epoch, the test set is evaluated "
+        "once).\n"
     )
+    body = [sections[name] for name in names]
     if runs is not None:
-        sections.append(missing_section(names, scale, runs, seeds))
-    return "\n".join([head, *sections])
+        body.append(missing_section(names, scale, runs, seeds))
+    return "\n".join([head, *body])
 
 
 def main() -> None:
@@ -196,8 +229,8 @@ def main() -> None:
     if BEGIN not in text or END not in text:
         raise SystemExit(f"{args.results} has no reproductions markers; add the lines {BEGIN!r} and {END!r}")
     before, rest = text.split(BEGIN, 1)
-    _, after = rest.split(END, 1)
-    section = report(args.out, args.scale, args.runs or runs_root(), args.seeds)
+    current, after = rest.split(END, 1)
+    section = report(args.out, args.scale, args.runs or runs_root(), args.seeds, previous=current)
     args.results.write_text(f"{before}{BEGIN}\n{section}{END}{after}")
     print(f"wrote the reproductions section of {args.results}")
 

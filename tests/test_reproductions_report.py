@@ -10,7 +10,7 @@ import pytest
 from slotlab.experiments import EXPERIMENTS, Experiment, Point, Published
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from reproductions_report import experiment_section  # noqa: E402
+from reproductions_report import experiment_section, report, verdict_counts  # noqa: E402
 
 
 def _section(tmp_path: Path, monkeypatch, published: tuple[Published, ...]) -> str:
@@ -56,3 +56,54 @@ def _section(tmp_path: Path, monkeypatch, published: tuple[Published, ...]) -> s
 def test_a_section_without_verdicts_says_why(tmp_path: Path, monkeypatch, published, says: str) -> None:
     section = _section(tmp_path, monkeypatch, published)
     assert says in section and "| kn (Lenet-300-100 stand-in) | 1 | 90.00 ± 1.00 | 3 |" in section
+
+
+EARLIER = """
+### toy/earlier (laptop scale)
+
+| point | ours | published | difference | within 1 | published under |
+|---|---|---|---|---|---|
+| a, 1 | 90.00 ± 1.00 | 91 (Table 1) | -1.00 | yes | best test epoch |
+| a, 2 | 80.00 ± 1.00 | 91 (Table 1) | -11.00 | **no** | best test epoch |
+
+Setting: an earlier machine's runs.
+
+### toy/stand-in (laptop scale)
+
+An outdated section of the experiment that the output folder now holds.
+
+### gone/from-the-registry (laptop scale)
+
+| point | ours | published | difference | within 1 | published under |
+|---|---|---|---|---|---|
+| a, 1 | 90.00 ± 1.00 | 91 (Table 1) | -1.00 | yes | best test epoch |
+"""
+
+
+def test_a_report_keeps_the_earlier_sections_of_reproductions_it_does_not_hold(
+    tmp_path: Path, monkeypatch
+) -> None:
+    out = tmp_path / "out"
+    (out / "toy" / "stand-in").mkdir(parents=True)
+    _section(out / "toy" / "stand-in", monkeypatch, ())
+    earlier = Experiment(
+        name="toy/earlier", paper="toy", in_paper="Table 2", question="q?", grid=lambda s: []
+    )
+    monkeypatch.setitem(EXPERIMENTS, earlier.name, earlier)
+
+    text = report(out, "laptop", previous=EARLIER)
+
+    assert text.startswith(
+        "2 experiments measured at laptop scale; 1 published numbers reached within tolerance, 1 missed."
+    )
+    assert "Setting: an earlier machine's runs." in text  # kept as it was
+    assert (
+        "An outdated section" not in text and "| kn (Lenet-300-100 stand-in) | 1 | 90.00" in text
+    )  # replaced
+    assert "gone/from-the-registry" not in text  # an experiment the registry no longer has is dropped
+    assert text.index("### toy/earlier") < text.index("### toy/stand-in")  # name order
+
+
+def test_verdict_counts_read_only_the_verdict_table() -> None:
+    assert verdict_counts(EARLIER.split("### toy/stand-in")[0]) == (1, 1)
+    assert verdict_counts("| series | x | test % |\n|---|---|---|\n| yes | 1 | 2 |\n") == (0, 0)

@@ -31,6 +31,8 @@ PAPER_DENSITIES = (0.1, 0.3, 0.5, 0.7, 0.9)  # the fraction of weights kept, acr
 SUBSETS = {"smoke": {"train_size": 256, "val_size": 100}, "laptop": {"train_size": 5000}}
 SMOKE_NARROWED = ("vgg19", "vgg-small", "vgg-small-wide")
 LAPTOP_HEAVY = {"train_size": 2000, "epochs": 4}  # laptop scale for networks whose CPU epoch takes minutes
+# validation images of the laptop runs whose 5000-image validation each epoch cost as long as their training
+LAPTOP_VAL_SIZE = 1000
 STAND_IN = {"model": "lenet300", "dataset": "mnist"}
 STAND_IN_TAG = " (Lenet-300-100 stand-in)"
 
