@@ -2,16 +2,18 @@
 
 Every table of that section comes from ``<out>/<experiment>/summary.csv``, ``verdicts.csv`` and
 ``meta-<scale>.json``; nothing in it is typed by hand. The section lies between the two marker lines below and is
-replaced whole, so the rest of RESULTS.md is left as it is.
+replaced whole, so the rest of RESULTS.md is left as it is. The training hours of each reproduction go to
+``slotlab/experiments/measured.csv``, which ``reproduce --list`` reads on a fresh clone.
 
     python benchmarks/reproductions_report.py --out reproductions --scale laptop
 
-A reproduction that ``<out>`` does not hold keeps the section an earlier report wrote for it: that section is the
-record of runs made on another machine, and a report from a fresh runs folder adds to it instead of dropping
-it. Experiments that can run but have no reproduction at that scale yet are listed last, with how many of their runs
-the runs folder already holds and the hours the rest would take on one worker, projected from the finished runs of
-the same method, model and dataset there (their training and evaluation seconds, ``history.csv``), or where
-none has finished from the run's FLOPs at the median FLOP/s of the finished runs of its dataset.
+A reproduction that ``<out>`` does not hold keeps the section (and measured row) an earlier report wrote for it,
+while its grid is unchanged: that section is the record of runs made on another machine, and a report from a fresh
+runs folder adds to it instead of dropping it. Experiments that can run but have no reproduction at that scale yet
+are listed last, with how many of their runs the runs folder already holds and the hours the rest would take on one
+worker, projected from the finished runs of the same method, model and dataset there (their training and evaluation
+seconds, ``history.csv``), or where none has finished from the run's FLOPs at the median FLOP/s of the finished
+runs of its dataset.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from paper_compute import run_flops_with_evaluation
 
 from slotlab.config import RunConfig
 from slotlab.experiments import EXPERIMENTS, get_experiment
+from slotlab.experiments.measured import COLUMNS, MEASURED, is_current, read_measured
 from slotlab.runs import read_saved_config, run_dir, runs_root
 from slotlab.scales import get_scale
 
@@ -193,14 +196,47 @@ def verdict_counts(section: str) -> tuple[int, int]:
     return within, missed
 
 
-def report(out: Path, scale: str, runs: Path | None = None, seeds: int = 3, previous: str = "") -> str:
+def measured_row(folder: Path, name: str, scale: str) -> dict[str, object]:
+    """The ``slotlab/experiments/measured.csv`` row of a reproduction in ``folder``."""
+    meta = json.loads((folder / f"meta-{scale}.json").read_text())
+    return {
+        "experiment": name,
+        "scale": scale,
+        "seeds": len(meta["seeds"]),
+        "runs": meta["runs"],
+        "train_hours": round(meta["train_seconds"] / 3600, 3),
+        "device": meta["device"],
+        "grid": get_experiment(name).grid_digest(get_scale(scale), meta["seeds"]),
+    }
+
+
+def report(
+    out: Path,
+    scale: str,
+    runs: Path | None = None,
+    seeds: int = 3,
+    previous: str = "",
+    measured: pd.DataFrame | None = None,
+) -> tuple[str, pd.DataFrame]:
     """Every reproduction under ``out`` at ``scale``, and the sections of ``previous`` (an earlier report) for
-    the experiments of the registry that ``out`` does not hold, in name order."""
-    found = sorted(path.parent for path in out.glob(f"*/*/meta-{scale}.json"))
-    sections = {name: text for name, text in earlier_sections(previous, scale).items() if name in EXPERIMENTS}
-    for folder in found:
+    the experiments that ``out`` does not hold, in name order; with the measured hours of each (``measured``:
+    the earlier ``slotlab/experiments/measured.csv``). An earlier section is kept only while its experiment's
+    grid is the one it measured: after a change of grid its numbers are of other runs."""
+    measured = read_measured() if measured is None else measured
+    rows = {(r["experiment"], r["scale"]): r for r in measured.to_dict("records")}
+    sections = {}
+    for name, text in earlier_sections(previous, scale).items():
+        row = rows.get((name, scale))
+        if (
+            name in EXPERIMENTS
+            and row is not None
+            and is_current(pd.Series(row), EXPERIMENTS[name], get_scale(scale))
+        ):
+            sections[name] = text
+    for folder in sorted(path.parent for path in out.glob(f"*/*/meta-{scale}.json")):
         name = str(folder.relative_to(out))
         sections[name] = experiment_section(folder, name, scale)
+        rows[(name, scale)] = measured_row(folder, name, scale)
     names = sorted(sections)
     counts = [verdict_counts(sections[name]) for name in names]
     head = (
@@ -212,7 +248,9 @@ def report(out: Path, scale: str, runs: Path | None = None, seeds: int = 3, prev
     body = [sections[name] for name in names]
     if runs is not None:
         body.append(missing_section(names, scale, runs, seeds))
-    return "\n".join([head, *body])
+    kept = [row for (name, row_scale), row in rows.items() if row_scale != scale or name in sections]
+    table = pd.DataFrame(kept, columns=COLUMNS).sort_values(["experiment", "scale"], ignore_index=True)
+    return "\n".join([head, *body]), table
 
 
 def main() -> None:
@@ -230,9 +268,10 @@ def main() -> None:
         raise SystemExit(f"{args.results} has no reproductions markers; add the lines {BEGIN!r} and {END!r}")
     before, rest = text.split(BEGIN, 1)
     current, after = rest.split(END, 1)
-    section = report(args.out, args.scale, args.runs or runs_root(), args.seeds, previous=current)
+    section, measured = report(args.out, args.scale, args.runs or runs_root(), args.seeds, previous=current)
     args.results.write_text(f"{before}{BEGIN}\n{section}{END}{after}")
-    print(f"wrote the reproductions section of {args.results}")
+    measured.to_csv(MEASURED, index=False)
+    print(f"wrote the reproductions section of {args.results} and the measured hours in {MEASURED}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from slotlab.data import is_synthetic
 from slotlab.device import pick_device
 from slotlab.errors import SlotlabError
 from slotlab.experiments import EXPERIMENTS, Experiment, get_experiment
+from slotlab.experiments.measured import measured_hours, read_measured
 from slotlab.plot import save_figure
 from slotlab.runs import open_run, run_dir, runs_root
 from slotlab.scales import SCALES, Scale, get_scale
@@ -169,9 +170,11 @@ def estimated_hours(
 
 
 def experiment_list(out: str | Path = OUT, throughput: str | Path | None = None) -> pd.DataFrame:
-    """Every experiment: name, figure, question, runs per scale, training hours where measured, status; with a
-    throughput table, the hours the paper scale would take on the machine that measured it."""
+    """Every experiment: name, figure, question, runs per scale, training hours where measured (here, under
+    ``out``, else as shipped in ``slotlab/experiments/measured.csv``), status; with a throughput table, the
+    hours the paper scale would take on the machine that measured it."""
     rates = read_throughput(throughput) if throughput is not None else None
+    measured = read_measured()
     rows = []
     for e in EXPERIMENTS.values():
         row: dict[str, Any] = {"name": e.name, "in the paper": e.in_paper, "question": e.question}
@@ -182,6 +185,8 @@ def experiment_list(out: str | Path = OUT, throughput: str | Path | None = None)
             if meta.is_file():
                 saved = pd.read_json(meta, typ="series")
                 hours = f"{float(saved['train_seconds']) / 3600:.2f} h"
+            elif (shipped := measured_hours(e, scale, measured)) is not None:
+                hours = f"{shipped:.2f} h"
             row[f"{scale.name} runs"] = runs
             row[f"{scale.name} measured"] = hours
         if rates is not None:

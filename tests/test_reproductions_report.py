@@ -1,5 +1,8 @@
-"""benchmarks/reproductions_report.py: the RESULTS.md section of one reproduction says why it has no verdict."""
+"""benchmarks/reproductions_report.py: the RESULTS.md section of one reproduction says why it has no verdict; a
+report keeps the earlier sections of the reproductions it does not hold while their grids are unchanged; the shipped
+measured hours are of the current grids."""
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -8,9 +11,20 @@ import pandas as pd
 import pytest
 
 from slotlab.experiments import EXPERIMENTS, Experiment, Point, Published
+from slotlab.experiments.measured import is_current, read_measured
+from slotlab.reproduce import experiment_list
+from slotlab.scales import get_scale
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from reproductions_report import experiment_section, report, verdict_counts  # noqa: E402
+from reproductions_report import (  # noqa: E402
+    BEGIN,
+    END,
+    ROOT,
+    earlier_sections,
+    experiment_section,
+    report,
+    verdict_counts,
+)
 
 
 def _section(tmp_path: Path, monkeypatch, published: tuple[Published, ...]) -> str:
@@ -80,18 +94,31 @@ An outdated section of the experiment that the output folder now holds.
 """
 
 
+def _measured(experiment: Experiment, seeds: int = 3, grid: str | None = None) -> dict[str, object]:
+    digest = experiment.grid_digest(get_scale("laptop"), list(range(seeds)))
+    return {
+        "experiment": experiment.name,
+        "scale": "laptop",
+        "seeds": seeds,
+        "runs": 3,
+        "train_hours": 0.5,
+        "device": "cpu",
+        "grid": grid or digest,
+    }
+
+
 def test_a_report_keeps_the_earlier_sections_of_reproductions_it_does_not_hold(
     tmp_path: Path, monkeypatch
 ) -> None:
     out = tmp_path / "out"
     (out / "toy" / "stand-in").mkdir(parents=True)
     _section(out / "toy" / "stand-in", monkeypatch, ())
-    earlier = Experiment(
-        name="toy/earlier", paper="toy", in_paper="Table 2", question="q?", grid=lambda s: []
-    )
+    grid = lambda scale: [Point("a", 1, "edge-popup", {})]  # noqa: E731
+    earlier = Experiment(name="toy/earlier", paper="toy", in_paper="Table 2", question="q?", grid=grid)
     monkeypatch.setitem(EXPERIMENTS, earlier.name, earlier)
+    measured = pd.DataFrame([_measured(earlier), _measured(EXPERIMENTS["toy/stand-in"], grid="0ld")])
 
-    text = report(out, "laptop", previous=EARLIER)
+    text, table = report(out, "laptop", previous=EARLIER, measured=measured)
 
     assert text.startswith(
         "2 experiments measured at laptop scale; 1 published numbers reached within tolerance, 1 missed."
@@ -102,6 +129,47 @@ def test_a_report_keeps_the_earlier_sections_of_reproductions_it_does_not_hold(
     )  # replaced
     assert "gone/from-the-registry" not in text  # an experiment the registry no longer has is dropped
     assert text.index("### toy/earlier") < text.index("### toy/stand-in")  # name order
+    rows = table.set_index("experiment")
+    assert list(rows.index) == ["toy/earlier", "toy/stand-in"]
+    assert rows.loc["toy/stand-in", "train_hours"] == round(60.0 / 3600, 3)  # from the new meta
+    assert rows.loc["toy/stand-in", "grid"] == EXPERIMENTS["toy/stand-in"].grid_digest(
+        get_scale("laptop"), [0, 1, 2]
+    )
+
+
+def test_a_report_drops_an_earlier_section_whose_grid_has_changed(tmp_path: Path, monkeypatch) -> None:
+    grid = lambda scale: [Point("a", 1, "edge-popup", {})]  # noqa: E731
+    earlier = Experiment(name="toy/earlier", paper="toy", in_paper="Table 2", question="q?", grid=grid)
+    monkeypatch.setitem(EXPERIMENTS, earlier.name, earlier)
+    measured = pd.DataFrame([_measured(earlier)])
+    changed = lambda scale: [Point("a", 1, "edge-popup", {"density": 0.3})]  # noqa: E731
+    monkeypatch.setitem(EXPERIMENTS, earlier.name, dataclasses.replace(earlier, grid=changed))
+
+    text, table = report(tmp_path, "laptop", previous=EARLIER, measured=measured)
+
+    assert text.startswith("0 experiments measured") and "toy/earlier" not in text and table.empty
+
+
+def test_the_shipped_measurements_are_of_the_current_grids_and_match_results_md() -> None:
+    """A grid changed without a new reproduction would leave RESULTS.md and ``reproduce --list`` stating the
+    numbers and hours of other runs."""
+    measured = read_measured()
+    stale = [
+        row.experiment
+        for _, row in measured.iterrows()
+        if not is_current(row, EXPERIMENTS[row.experiment], get_scale(row.scale))
+    ]
+    assert stale == [], f"rerun these reproductions and benchmarks/reproductions_report.py: {stale}"
+    results = (ROOT / "benchmarks" / "RESULTS.md").read_text().split(BEGIN)[1].split(END)[0]
+    assert sorted(earlier_sections(results, "laptop")) == sorted(
+        measured[measured.scale == "laptop"].experiment
+    )
+
+
+def test_reproduce_list_states_the_shipped_hours_on_a_fresh_clone(tmp_path: Path) -> None:
+    listed = experiment_list(out=tmp_path).set_index("name")
+    for _, row in read_measured().iterrows():
+        assert listed.loc[row.experiment, f"{row.scale} measured"] == f"{row.train_hours:.2f} h"
 
 
 def test_verdict_counts_read_only_the_verdict_table() -> None:

@@ -12,6 +12,7 @@ An experiment slotlab cannot run yet is listed all the same, with ``missing`` sa
 
 from __future__ import annotations
 
+import hashlib
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -98,6 +99,11 @@ class Experiment:
     def configs(self, scale: Scale, seeds: Sequence[int]) -> list[tuple[Point, int, RunConfig]]:
         """Every run of the experiment at ``scale``: (point, seed, config)."""
         return [(p, s, p.config(scale, s)) for p in self.points(scale) for s in seeds]
+
+    def grid_digest(self, scale: Scale, seeds: Sequence[int]) -> str:
+        """A digest of the run names (config hashes) at ``scale``: it changes whenever a run of the grid does."""
+        names = sorted(config.name for _, _, config in self.configs(scale, seeds))
+        return hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
 
     # --- analysis -----------------------------------------------------------------------------------------
     @staticmethod
