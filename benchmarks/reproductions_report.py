@@ -74,11 +74,15 @@ def experiment_section(folder: Path, name: str, scale: str) -> str:
             f"| {row.series} | {_x(row.x)} | {_number(row.mean)} ± {_number(row.std)} | {row.n} | {interval} |"
         )
     lines.append("")
-    if verdicts.empty and experiment.published:
+    stand_in = summary["series"].astype(str).str.contains("stand-in").any()
+    if verdicts.empty and experiment.published and stand_in:
         lines.append(
             "No verdict: the published numbers are for the paper's own networks and data, which this scale "
             "replaces by the stand-in its series names."
         )
+    elif verdicts.empty and experiment.published:
+        points = "; ".join(f"{p.series} at {_x(p.x)}: {p.value:g} %" for p in experiment.published)
+        lines.append(f"No verdict: this scale does not measure the published points ({points}).")
     elif verdicts.empty:
         lines.append("No published number for these points (the paper gives this result as a figure only).")
     else:

@@ -27,13 +27,15 @@ from reproductions_report import (  # noqa: E402
 )
 
 
-def _section(tmp_path: Path, monkeypatch, published: tuple[Published, ...]) -> str:
+def _section(
+    tmp_path: Path, monkeypatch, published: tuple[Published, ...], series: str = "kn (Lenet-300-100 stand-in)"
+) -> str:
     toy = Experiment(
         name="toy/stand-in",
         paper="toy",
         in_paper="Table 1",
         question="q?",
-        grid=lambda scale: [Point("kn (Lenet-300-100 stand-in)", 1, "edge-popup", {})],
+        grid=lambda scale: [Point(series, 1, "edge-popup", {})],
         published=published,
     )
     monkeypatch.setitem(EXPERIMENTS, toy.name, toy)
@@ -42,7 +44,7 @@ def _section(tmp_path: Path, monkeypatch, published: tuple[Published, ...]) -> s
     pd.DataFrame(
         [
             {
-                "series": "kn (Lenet-300-100 stand-in)",
+                "series": series,
                 "x": 1,
                 "mean": 90.0,
                 "std": 1.0,
@@ -65,11 +67,16 @@ def _section(tmp_path: Path, monkeypatch, published: tuple[Published, ...]) -> s
             "No verdict: the published numbers are for the paper's",
         ),
         ((), "No published number for these points (the paper gives this result as a figure only)."),
+        (
+            (Published("greedy", 8, 91.0, "Abstract"),),
+            "No verdict: this scale does not measure the published points (greedy at 8: 91 %).",
+        ),
     ],
 )
 def test_a_section_without_verdicts_says_why(tmp_path: Path, monkeypatch, published, says: str) -> None:
-    section = _section(tmp_path, monkeypatch, published)
-    assert says in section and "| kn (Lenet-300-100 stand-in) | 1 | 90.00 ± 1.00 | 3 |" in section
+    series = "greedy" if published and published[0].series == "greedy" else "kn (Lenet-300-100 stand-in)"
+    section = _section(tmp_path, monkeypatch, published, series)
+    assert says in section and f"| {series} | 1 | 90.00 ± 1.00 | 3 |" in section
 
 
 EARLIER = """
