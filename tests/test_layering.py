@@ -85,6 +85,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
         "slotlab.experiments.biprop",
         "slotlab.experiments.iwr",
         "slotlab.experiments.laperm",
+        "slotlab.experiments.measured",
         "slotlab.reproduce",
     ),
     10: ("slotlab.cli", "slotlab.__main__"),
