@@ -138,6 +138,7 @@ def missing_section(done: list[str], scale: str, runs: Path, seeds: int) -> str:
     for config, seconds in finished.items():
         measured.setdefault(kind(config.name), []).append(seconds)
     rates: dict[str, float] = {}
+    rows: list[str] = []
     lines = [
         f"### Not yet reproduced at {scale} scale",
         "",
@@ -165,12 +166,12 @@ def missing_section(done: list[str], scale: str, runs: Path, seeds: int) -> str:
             seconds += _flops(config) / rates[config.dataset]
             from_flops = True
         hours = "?" if math.isnan(seconds) else f"{'~' * from_flops}{seconds / 3600:.1f}"
-        lines.append(
+        rows.append(
             f"| {experiment.name} | {len(planned)} | {len(planned) - len(left)} | {len(left)} | {hours} |"
         )
-    if lines[-1].startswith("|---"):  # no row: nothing is left
+    if not rows:
         return f"### Not yet reproduced at {scale} scale\n\nNone: every runnable experiment has a reproduction.\n"
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + rows) + "\n"
 
 
 def earlier_sections(previous: str, scale: str) -> dict[str, str]:
@@ -231,11 +232,7 @@ def report(
     sections = {}
     for name, text in earlier_sections(previous, scale).items():
         row = rows.get((name, scale))
-        if (
-            name in EXPERIMENTS
-            and row is not None
-            and is_current(pd.Series(row), EXPERIMENTS[name], get_scale(scale))
-        ):
+        if name in EXPERIMENTS and row is not None and is_current(row, EXPERIMENTS[name], get_scale(scale)):
             sections[name] = text
     for folder in sorted(path.parent for path in out.glob(f"*/*/meta-{scale}.json")):
         name = str(folder.relative_to(out))

@@ -29,8 +29,8 @@ PAPER = "Diffenderfer & Kailkhura 2021, Multi-Prize Lottery Ticket Hypothesis (B
 README = "MPT README results table"
 # the prune rates of the authors' sweep script, as fractions kept
 SWEEP = (0.1, 0.2, 0.4, 0.5, 0.6, 0.8)
-# laptop scale of VGG-Small: at 2 000 images for 4 epochs, validated on 5 000, a seed's three runs take about an
-# hour of one core, half of it in evaluation
+# laptop scale of VGG-Small: at 2 000 images for 4 epochs, validated on 5 000, a seed's three runs would take about
+# an hour of one core, half of it in evaluation (projected from one timed 1 000-image epoch of each network)
 LAPTOP_VGG_SMALL = {"train_size": 1000, "val_size": LAPTOP_VAL_SIZE, "epochs": 3}
 
 

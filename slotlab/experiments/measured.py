@@ -9,7 +9,9 @@ experiment's grid at that scale is still the one measured: once a run of the gri
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -27,7 +29,7 @@ def read_measured(path: Path = MEASURED) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"grid": str})
 
 
-def is_current(row: pd.Series, experiment: Experiment, scale: Scale) -> bool:
+def is_current(row: Mapping[str, Any], experiment: Experiment, scale: Scale) -> bool:
     """Whether a measured row is of ``experiment``'s grid as it is now."""
     return row["grid"] == experiment.grid_digest(scale, list(range(int(row["seeds"]))))
 
