@@ -245,8 +245,18 @@ def _export(args: argparse.Namespace) -> None:
 
 def _reproduce(args: argparse.Namespace) -> int:
     if args.list:
-        with pd.option_context("display.max_colwidth", 48, "display.width", 250):
-            print(experiment_list(args.out, args.throughput).to_string(index=False))
+        listing = experiment_list(args.out, args.throughput)
+        # the counts and hours first: the figure and question columns are wide enough to push them off a terminal
+        wide = ["in the paper", "question"]
+        empty = [c for c in listing.columns if c.endswith(" measured") and not listing[c].astype(bool).any()]
+        reasons = listing.loc[listing["status"] != "runs", ["name", "status"]]
+        listing["status"] = listing["status"].where(listing["status"] == "runs", "cannot run yet")
+        with pd.option_context("display.width", 250):
+            print(listing.drop(columns=wide + empty).to_string(index=False))
+        print()
+        for name, status in reasons.itertuples(index=False):
+            print(f"{name} {status}")
+        print("Each experiment's figure and question: slotlab.reproduce.experiment_list() in Python.")
         return 0
     if not args.name:
         raise SlotlabError("reproduce needs an experiment name, or --list to see them")

@@ -150,7 +150,10 @@ def test_the_list_has_every_experiment_with_its_runs_per_scale() -> None:
 
 def test_the_command_line(capsys) -> None:
     assert cli.main(["reproduce", "--list"]) == 0
-    assert "slot-machines/k-sweep" in capsys.readouterr().out
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0].split() == "name smoke runs laptop runs laptop measured paper runs status".split()
+    k_sweep = next(line for line in listed if line.strip().startswith("slot-machines/k-sweep"))
+    assert " h " in k_sweep and len(k_sweep) < 200  # its measured hours, on one terminal line
     assert cli.main(["reproduce", "nothing/here"]) == 2
     err = capsys.readouterr().err.strip()
     assert "unknown experiment 'nothing/here'" in err and "\n" not in err
